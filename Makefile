@@ -1,0 +1,61 @@
+# repro: every claim of the lecture as a Make target. `make help` lists the targets.
+# Each claim's results are real files that depend on the claim's module and the harness,
+# so a second `make all` does nothing and `make -j2 all` runs independent claims at once.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REPRO := $(BIN)/repro
+RESULTS := results
+PROFILE ?= full
+
+CLAIM_MODULES := $(filter-out _%,$(basename $(notdir $(wildcard repro/claims/*.py))))
+CLAIMS := $(subst _,-,$(CLAIM_MODULES))
+VERDICTS := $(CLAIMS:%=$(RESULTS)/%/verdict.json)
+# What every claim's numbers depend on besides its own module; a new .venv (a fresh
+# machine, or a changed pyproject.toml) reruns every claim.
+CLAIM_DEPS := repro/harness.py repro/data.py repro/figures.py
+
+.DEFAULT_GOAL := help
+.PHONY: help all test lint check report clean $(CLAIMS)
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
+	@echo "claims (make <claim>): $(CLAIMS)"
+
+# The virtual environment is rebuilt whenever pyproject.toml changes.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed ## create or refresh .venv from pyproject.toml
+
+all: $(RESULTS)/MANIFEST.sha256 ## regenerate every result with the full profile, then the report
+
+$(RESULTS)/MANIFEST.sha256: $(VERDICTS) repro/report.py repro/check.py | $(BIN)/.installed
+	$(REPRO) report --out $(RESULTS)
+
+.SECONDEXPANSION:
+$(RESULTS)/%/verdict.json: repro/claims/$$(subst -,_,$$*).py $(CLAIM_DEPS) $(BIN)/.installed
+	$(REPRO) run $* --profile $(PROFILE) --out $(RESULTS)
+
+$(CLAIMS): %: $(RESULTS)/%/verdict.json
+
+report: $(BIN)/.installed ## rewrite results/README.md, report.html and the manifest
+	$(REPRO) report --out $(RESULTS)
+
+check: $(BIN)/.installed ## verify results/ from its files alone (what graders run)
+	$(REPRO) check $(RESULTS)
+
+lint: $(BIN)/.installed ## ruff format check and lint
+	$(BIN)/ruff format --check repro tests
+	$(BIN)/ruff check repro tests
+
+test: $(BIN)/.installed lint ## lint, then run the test suite (quick profiles)
+	$(BIN)/pytest
+
+clean: ## remove the virtual environment and caches (results/ is kept: it is committed)
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

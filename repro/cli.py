@@ -1,0 +1,120 @@
+"""The `repro` command: list, run, check and report the lecture's claims."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from repro import claims
+from repro.harness import UsageError, override, parse_seeds, run_claim
+
+RESULTS = Path("results")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit status 2, no usage dump
+        raise UsageError(message)
+
+
+def _table(rows, header) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in lines
+    )
+
+
+def cmd_list(args) -> int:
+    rows = []
+    for claim in claims.all_claims():
+        path = args.out / claim.CLAIM_ID / "verdict.json"
+        status = json.loads(path.read_text())["verdict"] if path.exists() else "not run"
+        rows.append((claim.CLAIM_ID, claim.SLIDE, status))
+    print(_table(rows, ("claim", "slide", f"verdict in {args.out}/")))
+    return 0
+
+
+def cmd_run(args) -> int:
+    selected = [claims.get(claim_id) for claim_id in args.claims]  # fail fast on a bad id
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    if args.settings and len(selected) > 1:
+        raise UsageError("--set applies to one claim at a time")
+    for claim in selected:
+        config = override(claim.PROFILES[args.profile], args.settings)
+        verdict = run_claim(
+            claim, args.profile, seeds or tuple(claim.SEEDS[args.profile]), args.out, config
+        )
+        print(f"{claim.CLAIM_ID}: {verdict.label}")
+        for rule in verdict.rules:
+            print(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.describe()}  ({rule.seeds})")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from repro.check import check
+
+    rows, problems = check(args.dir)
+    print(_table(rows, ("claim", "recorded", "recomputed", "status")))
+    for problem in problems:
+        print(f"FAIL {args.dir}/{problem}")
+    print(f"{len(problems)} problem(s) in {args.dir}/" if problems else f"{args.dir}/: all ok")
+    return 1 if problems else 0
+
+
+def cmd_report(args) -> int:
+    from repro.report import write_report
+
+    write_report(args.out)
+    print(f"wrote {args.out}/README.md, {args.out}/report.html and the manifest")
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="repro", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("list", help="claims, their slides and current verdicts")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run claims, write CSVs, verdict and figures")
+    p.add_argument("claims", nargs="+", metavar="CLAIM")
+    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--seeds", help="e.g. 0-4, 7 or 0,2,5 (default: the profile's seeds)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one config setting (repeatable)",
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="verify a results directory from its files alone")
+    p.add_argument("dir", nargs="?", type=Path, default=RESULTS)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("report", help="write README.md, report.html and the manifest")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as err:
+        print(f"repro: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("repro: interrupted; finished claims are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""results/README.md and results/report.html, written from the claims' own files only."""
+
+from __future__ import annotations
+
+import base64
+import html
+import inspect
+import json
+from pathlib import Path
+
+from repro import claims
+from repro.check import write_manifest
+from repro.harness import write_text
+
+
+def _experiment(claim) -> str:
+    """The module docstring without its title line: the claim's experiment in prose."""
+    doc = inspect.getdoc(claim) or ""
+    return doc.partition("\n")[2].strip()
+
+
+def _load(claim, root: Path) -> dict | None:
+    out_dir = root / claim.CLAIM_ID
+    if not (out_dir / "verdict.json").exists():
+        return None
+    verdict = json.loads((out_dir / "verdict.json").read_text())
+    provenance = json.loads((out_dir / "provenance.json").read_text())
+    return {"verdict": verdict, "provenance": provenance}
+
+
+def _summary_cells(claim, record) -> list[str]:
+    if record is None:
+        return [claim.CLAIM_ID, claim.SLIDE, "not run", "", "", ""]
+    first = record["verdict"]["rules"][0]
+    failing = [r for r in record["verdict"]["rules"] if not r["passed"]]
+    shown = failing[0] if failing else first
+    return [
+        claim.CLAIM_ID,
+        claim.SLIDE,
+        record["verdict"]["verdict"],
+        f"{shown['measured']:.4g} {shown['op']} {shown['threshold']:.4g}",
+        shown["seeds"].split(";")[0],
+        f"{record['provenance']['wall_seconds']:.0f} s",
+    ]
+
+
+HEADER = ["claim", "slide", "verdict", "key figure vs threshold", "seeds agreeing", "wall time"]
+
+
+def markdown(root: Path) -> str:
+    records = {c.CLAIM_ID: (c, _load(c, root)) for c in claims.all_claims()}
+    lines = [
+        "# Results: the lecture's claims, reproduced",
+        "",
+        "Written by `repro report` from the files in this directory; verify them with "
+        "`repro check`. Each verdict is recomputed from the CSVs beside it.",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    for claim, record in records.values():
+        cells = _summary_cells(claim, record)
+        cells[0] = f"[{cells[0]}](#{claim.CLAIM_ID})"
+        lines.append("| " + " | ".join(cells) + " |")
+    for claim, record in records.values():
+        lines += [
+            "",
+            f"## {claim.CLAIM_ID}",
+            "",
+            f"*Slide: {claim.SLIDE}*",
+            "",
+            f"**Claim.** {claim.STATEMENT}",
+            "",
+            _experiment(claim),
+            "",
+        ]
+        if record is None:
+            lines.append("_Not run yet._")
+            continue
+        p = record["provenance"]
+        lines += [
+            f"**Verdict: {record['verdict']['verdict']}** "
+            f"({p['profile']} profile, seeds {_seed_text(p['seeds'])}, "
+            f"{p['wall_seconds']:.0f} s)",
+            "",
+            "| rule | measured | threshold | passed | seeds |",
+            "|---|---|---|---|---|",
+        ]
+        for r in record["verdict"]["rules"]:
+            lines.append(
+                f"| {r['name']} | {r['measured']:.4g} | {r['op']} {r['threshold']:.4g}"
+                f" | {'yes' if r['passed'] else 'no'} | {r['seeds']} |"
+            )
+        lines.append("")
+        lines += [f"![{name}]({claim.CLAIM_ID}/{name})" for name in claim.FIGURES]
+    return "\n".join(lines) + "\n"
+
+
+def _seed_text(seeds: list[int]) -> str:
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds))) if seeds else False
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else ",".join(map(str, seeds))
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+th{background:#f3f3f3} .pass{color:#0a6b2d;font-weight:bold} .fail{color:#b00020;font-weight:bold}
+img{max-width:100%;display:block;margin:1em 0} section{border-top:1px solid #ddd;margin-top:2em}
+p.experiment{white-space:pre-line}
+"""
+
+
+def _verdict_span(text: str) -> str:
+    css = "pass" if text == "REPRODUCED" else "fail"
+    return f'<span class="{css}">{html.escape(text)}</span>'
+
+
+def page(root: Path) -> str:
+    """One self-contained HTML page: figures are embedded as data URIs, nothing is fetched."""
+    esc = html.escape
+    rows, sections = [], []
+    for claim in claims.all_claims():
+        record = _load(claim, root)
+        cells = _summary_cells(claim, record)
+        cells = [
+            f'<a href="#{claim.CLAIM_ID}">{esc(cells[0])}</a>',
+            esc(cells[1]),
+            _verdict_span(cells[2]),
+            *map(esc, cells[3:]),
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        body = [
+            f'<section id="{claim.CLAIM_ID}"><h2>{esc(claim.CLAIM_ID)}</h2>',
+            f"<p><em>Slide: {esc(claim.SLIDE)}</em></p>",
+            f"<p><strong>Claim.</strong> {esc(claim.STATEMENT)}</p>",
+            f'<p class="experiment">{esc(_experiment(claim))}</p>',
+        ]
+        if record is None:
+            body.append("<p>Not run yet.</p>")
+        else:
+            body.append(
+                f"<p>Verdict: {_verdict_span(record['verdict']['verdict'])}</p><table>"
+                "<tr><th>rule</th><th>measured</th><th>threshold</th><th>passed</th>"
+                "<th>seeds</th></tr>"
+            )
+            for r in record["verdict"]["rules"]:
+                body.append(
+                    f"<tr><td>{esc(r['name'])}</td><td>{r['measured']:.4g}</td>"
+                    f"<td>{esc(r['op'])} {r['threshold']:.4g}</td>"
+                    f"<td>{'yes' if r['passed'] else 'no'}</td>"
+                    f"<td>{esc(r['seeds'])}</td></tr>"
+                )
+            body.append("</table>")
+            for name in claim.FIGURES:
+                data = base64.b64encode((root / claim.CLAIM_ID / name).read_bytes()).decode()
+                body.append(
+                    f'<img alt="{esc(claim.CLAIM_ID)}: {esc(name)}" '
+                    f'src="data:image/png;base64,{data}">'
+                )
+        sections.append("\n".join(body) + "</section>")
+    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>repro: results</title><style>{STYLE}</style></head><body>"
+        f"<h1>Results: the lecture's claims, reproduced</h1>"
+        f"<p>Written by <code>repro report</code>; verify with <code>repro check</code>.</p>"
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>{''.join(sections)}</body></html>\n"
+    )
+
+
+def write_report(root: Path) -> None:
+    write_text(root / "README.md", markdown(root))
+    write_text(root / "report.html", page(root))
+    write_manifest(root)

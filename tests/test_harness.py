@@ -1,0 +1,63 @@
+"""The harness: atomic writes, seeds, overrides, verdict rules."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from repro.harness import Rule, UsageError, Verdict, override, parse_seeds, write_csv
+
+
+def test_atomic_write_leaves_no_partial_file_when_the_writer_raises(tmp_path, monkeypatch):
+    path = tmp_path / "table.csv"
+    write_csv(pd.DataFrame({"a": [1, 2]}), path)
+    before = path.read_bytes()
+
+    def failing_to_csv(self, target, **kwargs):
+        open(target, "w").write("a\n1\n")  # half a table, then the writer dies
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", failing_to_csv)
+    with pytest.raises(OSError):
+        write_csv(pd.DataFrame({"a": [1, 2, 3]}), path)
+    assert path.read_bytes() == before  # the old complete file survives
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]  # no temporary left behind
+
+
+def test_parse_seeds_accepts_ranges_and_lists():
+    assert parse_seeds("0-4") == (0, 1, 2, 3, 4)
+    assert parse_seeds("7") == (7,)
+    assert parse_seeds("0,2,5-6") == (0, 2, 5, 6)
+
+
+@pytest.mark.parametrize("text", ["4-1", "a", "-3", "1-", ""])
+def test_parse_seeds_rejects_bad_ranges(text):
+    with pytest.raises(UsageError):
+        parse_seeds(text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    rate: float = 0.5
+    sizes: tuple[int, ...] = (1, 2)
+
+    def __post_init__(self):
+        if not 0 <= self.rate < 1:
+            raise ValueError(f"rate must be in [0, 1), got {self.rate}")
+
+
+def test_override_converts_types_and_runs_the_config_validation():
+    assert override(Toy(), ["rate=0.25", "sizes=3,4"]) == Toy(0.25, (3, 4))
+    with pytest.raises(UsageError, match="rate must be in"):
+        override(Toy(), ["rate=1.5"])
+    with pytest.raises(UsageError, match="unknown setting"):
+        override(Toy(), ["depth=3"])
+    with pytest.raises(UsageError, match="not a valid value"):
+        override(Toy(), ["rate=high"])
+
+
+def test_rule_pass_is_computed_from_the_numbers():
+    assert Rule("x", 0.01, "<=", 0.02).passed
+    assert not Rule("x", 0.03, "<=", 0.02).passed
+    assert not Verdict("c", (Rule("a", 1, ">", 0), Rule("b", 1, "<", 0))).reproduced
+    assert Verdict("c", (Rule("a", 1, ">", 0),)).label == "REPRODUCED"
