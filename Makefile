@@ -14,7 +14,7 @@ CLAIMS := $(subst _,-,$(CLAIM_MODULES))
 VERDICTS := $(CLAIMS:%=$(RESULTS)/%/verdict.json)
 # What every claim's numbers depend on besides its own module; a new .venv (a fresh
 # machine, or a changed pyproject.toml) reruns every claim.
-CLAIM_DEPS := repro/harness.py repro/data.py repro/figures.py
+CLAIM_DEPS := repro/harness.py repro/data.py repro/figures.py repro/models.py
 
 .DEFAULT_GOAL := help
 .PHONY: help all test lint check report clean $(CLAIMS)

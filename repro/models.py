@@ -1,0 +1,60 @@
+"""Small Keras building blocks several claims share: an MLP and per-epoch bookkeeping."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def mlp(
+    input_dim: int,
+    outputs: int,
+    hidden=(512, 512),
+    activation="relu",
+    kernel_initializer="glorot_uniform",
+    dropout_rate: float = 0.0,
+    output_activation=None,
+    name: str = "mlp",
+) -> keras.Sequential:
+    """Dense layers of the given widths; Keras' Dropout after each hidden layer if asked."""
+    layers = [keras.Input((input_dim,))]
+    for width in hidden:
+        layers.append(
+            keras.layers.Dense(width, activation=activation, kernel_initializer=kernel_initializer)
+        )
+        if dropout_rate > 0:
+            layers.append(keras.layers.Dropout(dropout_rate))
+    layers.append(
+        keras.layers.Dense(
+            outputs, activation=output_activation, kernel_initializer=kernel_initializer
+        )
+    )
+    return keras.Sequential(layers, name=name)
+
+
+def predict_labels(model, x, batch_size: int = 1024) -> np.ndarray:
+    """Arg-max class of each row, with dropout off (training=False)."""
+    logits = np.concatenate(
+        [
+            np.asarray(model(x[i : i + batch_size], training=False))
+            for i in range(0, len(x), batch_size)
+        ]
+    )
+    return logits.argmax(axis=1)
+
+
+def accuracy(model, x, y) -> float:
+    return float((predict_labels(model, x) == y).mean())
+
+
+class EpochAccuracy(keras.callbacks.Callback):
+    """After every epoch, accuracy on each named (x, y) set, kept as tidy rows."""
+
+    def __init__(self, sets: dict[str, tuple[np.ndarray, np.ndarray]], **tags):
+        super().__init__()
+        self.sets, self.tags, self.rows = sets, tags, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {**self.tags, "epoch": epoch + 1}
+        row.update({name: accuracy(self.model, x, y) for name, (x, y) in self.sets.items()})
+        self.rows.append(row)
