@@ -17,7 +17,9 @@ VERDICTS := $(CLAIMS:%=$(RESULTS)/%/verdict.json)
 CLAIM_DEPS := repro/harness.py repro/data.py repro/figures.py repro/models.py
 
 .DEFAULT_GOAL := help
-.PHONY: help all test lint check report clean $(CLAIMS)
+.PHONY: help venv all test lint check report verify fresh-seeds bench browser clean $(CLAIMS)
+# Only the committed results/ also refresh the claim table of the top-level README.
+README_FLAG = $(if $(filter results,$(RESULTS)),--readme README.md)
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
@@ -35,16 +37,16 @@ venv: $(BIN)/.installed ## create or refresh .venv from pyproject.toml
 all: $(RESULTS)/MANIFEST.sha256 ## regenerate every result with the full profile, then the report
 
 $(RESULTS)/MANIFEST.sha256: $(VERDICTS) repro/report.py repro/check.py | $(BIN)/.installed
-	$(REPRO) report --out $(RESULTS)
+	$(REPRO) report --out $(RESULTS) $(README_FLAG)
 
 .SECONDEXPANSION:
 $(RESULTS)/%/verdict.json: repro/claims/$$(subst -,_,$$*).py $(CLAIM_DEPS) $(BIN)/.installed
-	$(REPRO) run $* --profile $(PROFILE) --out $(RESULTS)
+	$(REPRO) run $* --profile $(PROFILE) --out $(RESULTS) $(SEED_FLAGS)
 
 $(CLAIMS): %: $(RESULTS)/%/verdict.json
 
 report: $(BIN)/.installed ## rewrite results/README.md, report.html and the manifest
-	$(REPRO) report --out $(RESULTS)
+	$(REPRO) report --out $(RESULTS) $(README_FLAG)
 
 check: $(BIN)/.installed ## verify results/ from its files alone (what graders run)
 	$(REPRO) check $(RESULTS)
@@ -53,8 +55,30 @@ lint: $(BIN)/.installed ## ruff format check and lint
 	$(BIN)/ruff format --check repro tests
 	$(BIN)/ruff check repro tests
 
-test: $(BIN)/.installed lint ## lint, then run the test suite (quick profiles)
+test: $(BIN)/.installed lint browser ## lint, then run the test suite (quick profiles)
 	$(BIN)/pytest
+
+# The report is checked in a real headless browser: Debian's Chromium, installed if missing.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Chromium (Debian package) for the report's browser test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+
+verify: $(BIN)/.installed ## regenerate everything into build/verify and compare with results/
+	rm -rf build/verify
+	$(MAKE) all RESULTS=build/verify
+	$(REPRO) compare build/verify --against $(RESULTS)
+
+fresh-seeds: $(BIN)/.installed ## rerun every claim on seeds never used and list changed verdicts
+	rm -rf build/fresh-seeds
+	$(MAKE) all RESULTS=build/fresh-seeds SEED_FLAGS="--seed-offset 1000"
+	$(REPRO) compare build/fresh-seeds --against $(RESULTS) --verdicts-only
+
+bench: $(BIN)/.installed ## time every claim, make all at -j1 and -j$(nproc), the no-op make all
+	$(BIN)/python -m repro.bench --out $(RESULTS)/bench.csv
+	$(REPRO) report --out $(RESULTS) $(README_FLAG)
 
 clean: ## remove the virtual environment and caches (results/ is kept: it is committed)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

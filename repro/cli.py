@@ -41,11 +41,12 @@ def cmd_run(args) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds else None
     if args.settings and len(selected) > 1:
         raise UsageError("--set applies to one claim at a time")
+    if seeds and args.seed_offset:
+        raise UsageError("give either --seeds or --seed-offset, not both")
     for claim in selected:
         config = override(claim.PROFILES[args.profile], args.settings)
-        verdict = run_claim(
-            claim, args.profile, seeds or tuple(claim.SEEDS[args.profile]), args.out, config
-        )
+        default = tuple(seed + args.seed_offset for seed in claim.SEEDS[args.profile])
+        verdict = run_claim(claim, args.profile, seeds or default, args.out, config)
         print(f"{claim.CLAIM_ID}: {verdict.label}")
         for rule in verdict.rules:
             print(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.describe()}  ({rule.seeds})")
@@ -66,9 +67,21 @@ def cmd_check(args) -> int:
 def cmd_report(args) -> int:
     from repro.report import write_report
 
-    write_report(args.out)
+    write_report(args.out, args.readme)
     print(f"wrote {args.out}/README.md, {args.out}/report.html and the manifest")
+    if args.readme:
+        print(f"updated the claim table in {args.readme}")
     return 0
+
+
+def cmd_compare(args) -> int:
+    from repro.verify import ATOL, RTOL, compare
+
+    rows, ok = compare(args.new, args.against, args.verdicts_only)
+    print(_table(rows, ("claim", "file", "status", "max rel. diff")))
+    print(f"tolerance across machines: rtol {RTOL:g}, atol {ATOL:g}")
+    print("everything matched" if ok else "MISMATCH: see the rows above")
+    return 0 if ok else 1
 
 
 def build_parser() -> Parser:
@@ -83,6 +96,13 @@ def build_parser() -> Parser:
     p.add_argument("claims", nargs="+", metavar="CLAIM")
     p.add_argument("--profile", choices=("quick", "full"), default="quick")
     p.add_argument("--seeds", help="e.g. 0-4, 7 or 0,2,5 (default: the profile's seeds)")
+    p.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="shift the profile's seeds by N (fresh seeds the rules were not tuned on)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument(
         "--set",
@@ -98,8 +118,15 @@ def build_parser() -> Parser:
     p.add_argument("dir", nargs="?", type=Path, default=RESULTS)
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("compare", help="compare regenerated results with the committed ones")
+    p.add_argument("new", type=Path, help="the regenerated results directory")
+    p.add_argument("--against", type=Path, default=RESULTS)
+    p.add_argument("--verdicts-only", action="store_true", help="compare verdicts, not numbers")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("report", help="write README.md, report.html and the manifest")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--readme", type=Path, help="also rewrite the claim table of this README")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -107,8 +107,15 @@ table{border-collapse:collapse;margin:1em 0;font-size:.92em}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
 th{background:#f3f3f3} .pass{color:#0a6b2d;font-weight:bold} .fail{color:#b00020;font-weight:bold}
 img{max-width:100%;display:block;margin:1em 0} section{border-top:1px solid #ddd;margin-top:2em}
-p.experiment{white-space:pre-line}
+pre{background:#f6f6f6;padding:.5em}
 """
+
+
+def _html_paragraph(text: str) -> str:
+    """Indented docstring paragraphs are formulas and stay as typed; prose is reflowed."""
+    if text.startswith(" "):
+        return f"<pre>{html.escape(text.strip())}</pre>"
+    return f"<p>{html.escape(' '.join(text.split()))}</p>"
 
 
 def _verdict_span(text: str) -> str:
@@ -169,7 +176,31 @@ def page(root: Path) -> str:
     )
 
 
-def write_report(root: Path) -> None:
+TABLE_START, TABLE_END = "<!-- claims-table", "<!-- /claims-table -->"
+
+
+def claims_table(root: Path) -> str:
+    """The top-level README's claim table: id, slide, statement and committed verdict."""
+    lines = ["| claim | slide | statement | verdict |", "|---|---|---|---|"]
+    for claim in claims.all_claims():
+        record = _load(claim, root)
+        verdict = record["verdict"]["verdict"] if record else "not run"
+        link = f"[{claim.CLAIM_ID}](results/README.md#{claim.CLAIM_ID})"
+        lines.append(f"| {link} | {claim.SLIDE} | {claim.STATEMENT} | {verdict} |")
+    return "\n".join(lines)
+
+
+def readme_with_table(text: str, root: Path) -> str:
+    """`text` with the lines between the claims-table markers replaced by `claims_table`."""
+    start = text.index(TABLE_START)
+    body_start = text.index("\n", start) + 1
+    end = text.index(TABLE_END)
+    return text[:body_start] + claims_table(root) + "\n" + text[end:]
+
+
+def write_report(root: Path, readme: Path | None = None) -> None:
     write_text(root / "README.md", markdown(root))
     write_text(root / "report.html", page(root))
     write_manifest(root)
+    if readme is not None:
+        write_text(readme, readme_with_table(readme.read_text(), root))

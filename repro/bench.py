@@ -1,0 +1,129 @@
+"""`make bench`: wall times of the whole workflow on this machine, written to results/bench.csv.
+
+Measures `make all` (full profile, every claim) from scratch with -j1 and with -j(nproc)
+into scratch directories, each claim's own time (from the -j1 run's provenance), the
+no-op `make all`, and one training run through the package's harness against the same
+model trained by a bare `model.fit`, to show that the harness costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from repro import claims
+from repro.harness import write_csv
+
+
+def timed_make(*args: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(["make", "--no-print-directory", *args], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def make_all_from_scratch(jobs: int) -> tuple[float, Path]:
+    out = Path("build") / f"bench-j{jobs}"
+    shutil.rmtree(out, ignore_errors=True)
+    return timed_make(f"-j{jobs}", "all", f"RESULTS={out}"), out
+
+
+def fit_seconds(mode: str, epochs: int = 20) -> float:
+    """One fit of a 2x256 MLP on digits: via the harness ('harness') or bare Keras ('bare')."""
+    import keras
+
+    from repro.data import digits
+
+    x, y, _, _ = digits()
+    if mode == "harness":
+        from repro.harness import seed_everything
+        from repro.models import mlp
+
+        seed_everything(0)
+        model = mlp(64, 10, hidden=(256, 256))
+    else:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(256, activation="relu"),
+                keras.layers.Dense(256, activation="relu"),
+                keras.layers.Dense(10),
+            ]
+        )
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    started = time.perf_counter()
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return time.perf_counter() - started
+
+
+def fit_seconds_in_fresh_process(mode: str) -> float:
+    # Same thread settings for both, so only the code path differs.
+    env = dict(
+        os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "repro.bench", "--fit", mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("results/bench.csv"))
+    parser.add_argument("--fit", choices=("harness", "bare"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.fit:
+        print(fit_seconds(args.fit))
+        return 0
+    cores = os.cpu_count() or 1
+    rows = []
+
+    seconds, out = make_all_from_scratch(1)
+    rows.append({"measure": "make all -j1", "value": seconds, "unit": "s"})
+    for claim in claims.all_claims():
+        provenance = json.loads((out / claim.CLAIM_ID / "provenance.json").read_text())
+        rows.append(
+            {
+                "measure": f"claim {claim.CLAIM_ID} (full, {len(provenance['seeds'])} seeds)",
+                "value": provenance["wall_seconds"],
+                "unit": "s",
+            }
+        )
+    seconds, out = make_all_from_scratch(cores)
+    rows.append({"measure": f"make all -j{cores}", "value": seconds, "unit": "s"})
+    rows.append(
+        {
+            "measure": "make all, nothing to do",
+            "unit": "s",
+            "value": timed_make("all", f"RESULTS={out}"),
+        }
+    )
+    harness, bare = (fit_seconds_in_fresh_process(mode) for mode in ("harness", "bare"))
+    rows += [
+        {"measure": "2x256 MLP, 20 epochs, via the harness", "value": harness, "unit": "s"},
+        {"measure": "same model via a bare model.fit", "value": bare, "unit": "s"},
+        {"measure": "harness / bare", "value": harness / bare, "unit": "ratio"},
+    ]
+    frame = pd.DataFrame(rows)[["measure", "value", "unit"]]
+    frame["value"] = frame["value"].round(3)
+    write_csv(frame, args.out)
+    print(frame.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
