@@ -97,3 +97,11 @@ def test_check_fails_on_a_broken_figure(results_copy):
     figure = results_copy / claim.CLAIM_ID / claim.FIGURES[0]
     figure.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     assert any("not a valid PNG" in p for p in _problems(results_copy))
+
+
+def test_committed_results_pass_the_graders_check(capsys):
+    """results/ as committed: complete, listed in the manifest, verdicts recomputable."""
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parent.parent / "results"
+    assert main(["check", str(committed)]) == 0, capsys.readouterr().out
