@@ -58,3 +58,22 @@ class EpochAccuracy(keras.callbacks.Callback):
         row = {**self.tags, "epoch": epoch + 1}
         row.update({name: accuracy(self.model, x, y) for name, (x, y) in self.sets.items()})
         self.rows.append(row)
+
+
+class EpochBar(keras.callbacks.Callback):
+    """A progress bar over the epochs of one `fit`, silent when stderr is not a terminal."""
+
+    def __init__(self, desc: str):
+        super().__init__()
+        self.desc, self.bar = desc, None
+
+    def on_train_begin(self, logs=None):
+        from repro.harness import progress
+
+        self.bar = progress(range(self.params["epochs"]), self.desc)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.update()
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
