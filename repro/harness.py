@@ -53,6 +53,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     tf.config.experimental.enable_op_determinism()
+    tf.get_logger().setLevel("ERROR")  # retracing warnings when claims build many models
     with contextlib.suppress(RuntimeError):  # raises once the runtime is up; already set then
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)

@@ -20,16 +20,30 @@ def mlp(
     layers = [keras.Input((input_dim,))]
     for width in hidden:
         layers.append(
-            keras.layers.Dense(width, activation=activation, kernel_initializer=kernel_initializer)
+            keras.layers.Dense(
+                width, activation=activation, kernel_initializer=_fresh(kernel_initializer)
+            )
         )
         if dropout_rate > 0:
             layers.append(keras.layers.Dropout(dropout_rate))
     layers.append(
         keras.layers.Dense(
-            outputs, activation=output_activation, kernel_initializer=kernel_initializer
+            outputs, activation=output_activation, kernel_initializer=_fresh(kernel_initializer)
         )
     )
     return keras.Sequential(layers, name=name)
+
+
+def _fresh(initializer):
+    """A new initializer object per layer, its seed drawn from the global (seeded) stream.
+
+    One Keras 3 initializer object fixes its seed when it is made, so sharing it between
+    layers would give every layer of the same shape the same kernel.
+    """
+    if isinstance(initializer, keras.initializers.Initializer):
+        config = {k: v for k, v in initializer.get_config().items() if k != "seed"}
+        return type(initializer).from_config(config)
+    return initializer
 
 
 def predict_labels(model, x, batch_size: int = 1024) -> np.ndarray:

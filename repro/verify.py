@@ -2,7 +2,8 @@
 
 On the same machine the CSVs must be byte-identical. Across machines floating-point
 libraries may round differently, so numbers must agree within RTOL/ATOL (relative and
-absolute) and every verdict must be the same.
+absolute) and every verdict must be the same. A claim that measures the machine itself
+(memory, time) declares its own VERIFY_RTOL: its numbers are never byte-identical.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _verdict(root: Path, claim) -> str:
     return json.loads(path.read_text())["verdict"] if path.exists() else "missing"
 
 
-def compare_table(new: Path, old: Path, name: str) -> tuple[str, float]:
+def compare_table(new: Path, old: Path, name: str, rtol: float = RTOL) -> tuple[str, float]:
     """('identical' | 'within tolerance' | 'DIFFERENT' | 'missing', max relative difference)."""
     a, b = new / name, old / name
     if not a.exists() or not b.exists():
@@ -41,7 +42,7 @@ def compare_table(new: Path, old: Path, name: str) -> tuple[str, float]:
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(u == v, 0.0, np.abs(u - v) / np.maximum(np.abs(v), ATOL))
     worst = float(np.nanmax(relative)) if relative.size else 0.0
-    close = np.allclose(u, v, rtol=RTOL, atol=ATOL, equal_nan=True)
+    close = np.allclose(u, v, rtol=rtol, atol=ATOL, equal_nan=True)
     return ("within tolerance" if close else "DIFFERENT"), worst
 
 
@@ -63,7 +64,8 @@ def compare(new: Path, old: Path, verdicts_only: bool = False):
         if verdicts_only:
             continue
         for name in claim.TABLES:
-            status, worst = compare_table(new / claim.CLAIM_ID, old / claim.CLAIM_ID, name)
+            rtol = getattr(claim, "VERIFY_RTOL", RTOL)
+            status, worst = compare_table(new / claim.CLAIM_ID, old / claim.CLAIM_ID, name, rtol)
             ok &= status in ("identical", "within tolerance")
             rows.append((claim.CLAIM_ID, name, status, f"{worst:.2g}"))
     return rows, ok

@@ -1,0 +1,269 @@
+"""Claim: training with input noise is ridge regression (results/input-noise-tikhonov/).
+
+Slide "Dropout" (noise injection as regularization; Bishop 1995). For a linear model
+without bias and the mean squared error over n examples, Gaussian noise e ~ N(0, sigma^2 I)
+added to the inputs gives the expected loss
+
+    E_e (1/n) sum_i (y_i - w.(x_i + e_i))^2 = (1/n) ||y - X w||^2 + sigma^2 ||w||^2,
+
+because the noise has mean zero (the cross term vanishes) and E (w.e)^2 = sigma^2 ||w||^2.
+Its minimizer is the ridge solution w = (X^T X + lambda I)^-1 X^T y with lambda = n sigma^2
+in the sum-of-squares form ||y - Xw||^2 + lambda ||w||^2 (equivalently Keras' L2(sigma^2)
+added to the mean squared error). This is the correspondence tested here.
+
+Experiment, per seed: n = 50 examples of d = 10 correlated features (pairwise correlation
+0.5, so ridge and ordinary least squares differ clearly), y = x.w_true + noise. For each
+sigma a Keras head Input -> keras.layers.GaussianNoise(sigma) -> Dense(1, no bias) is
+trained with SGD on the mean squared error; all heads share one model (the summed losses
+give each head its own gradient). Each step sees the n examples repeated `copies` times,
+each copy with fresh noise, so a step's gradient is close to the expected one; the
+learning rate decays exponentially so that what noise is left averages out. The CSV holds,
+per feature, the noise-trained weight beside the closed-form ridge and OLS weights.
+
+Rules: relative distance ||w_noise - w_ridge|| / ||w_ridge|| <= 0.02 (close), and
+||w_noise - w_ridge|| / ||w_ridge - w_ols|| <= 0.1 (ten times closer to ridge than the
+ridge solution is to OLS), at every sigma and seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+
+from repro.figures import figure, seed_band
+from repro.harness import (
+    Rule,
+    Verdict,
+    progress,
+    read_csv,
+    save_figure,
+    seed_agreement,
+    seed_everything,
+    write_csv,
+)
+
+CLAIM_ID = "input-noise-tikhonov"
+SLIDE = "Dropout"
+STATEMENT = (
+    "Training a linear least-squares model with Gaussian input noise of variance sigma^2 is "
+    "ridge regression with lambda = n sigma^2: the noise-trained weights land on the "
+    "closed-form ridge solution, not on ordinary least squares (Bishop 1995)."
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    examples: int = 50
+    features: int = 10
+    correlation: float = 0.5
+    target_noise_sd: float = 0.5
+    sigmas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    copies: int = 40  # noisy copies of the n examples in each step
+    steps: int = 600
+    learning_rate: float = 0.05
+    final_learning_rate: float = 0.002
+
+    def __post_init__(self):
+        if self.examples < 2 or self.features < 1 or self.copies < 1 or self.steps < 1:
+            raise ValueError("examples >= 2, features >= 1, copies >= 1, steps >= 1 required")
+        if not 0 <= self.correlation < 1:
+            raise ValueError("correlation must lie in [0, 1)")
+        if not self.sigmas or not all(0 < s <= 1 for s in self.sigmas):
+            raise ValueError("noise levels sigma must lie in (0, 1], as GaussianNoise requires")
+        if not 0 < self.final_learning_rate <= self.learning_rate:
+            raise ValueError("need 0 < final_learning_rate <= learning_rate")
+        if self.target_noise_sd < 0:
+            raise ValueError("target_noise_sd must be non-negative")
+
+
+PROFILES = {"quick": Config(sigmas=(0.5, 1.0), steps=300), "full": Config()}
+SEEDS = {"quick": (0,), "full": tuple(range(10))}
+TABLES = {
+    "weights.csv": ("seed", "sigma", "lam", "feature", "w_noise", "w_ridge", "w_ols"),
+}
+FIGURES = ("weights.png",)
+
+RIDGE_DISTANCE = 0.02
+RIDGE_VS_OLS = 0.1
+
+
+def make_data(rng, config: Config):
+    covariance = np.full((config.features, config.features), config.correlation)
+    np.fill_diagonal(covariance, 1.0)
+    x = rng.multivariate_normal(np.zeros(config.features), covariance, config.examples)
+    w_true = rng.normal(size=config.features)
+    y = x @ w_true + rng.normal(0, config.target_noise_sd, config.examples)
+    return x, y
+
+
+def ridge(x, y, lam: float) -> np.ndarray:
+    return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
+
+
+def noise_model(config: Config):
+    """One GaussianNoise(sigma) -> Dense(1, no bias) head per sigma, sharing only the input."""
+    inputs = keras.Input((config.features,))
+    heads = [
+        keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", name=f"sigma_{i}")
+        for i in range(len(config.sigmas))
+    ]
+    outputs = [
+        head(keras.layers.GaussianNoise(sigma)(inputs))
+        for head, sigma in zip(heads, config.sigmas, strict=True)
+    ]
+    model = keras.Model(inputs, outputs)
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.learning_rate,
+        decay_steps=config.steps,
+        decay_rate=config.final_learning_rate / config.learning_rate,
+    )
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss=["mse"] * len(heads))
+    return model, heads
+
+
+def train_with_input_noise(model, heads, x, y, config: Config) -> list[np.ndarray]:
+    repeats = config.copies * config.steps
+    x_repeated = np.tile(x.astype("float32"), (repeats, 1))
+    y_repeated = np.tile(y.astype("float32")[:, None], (repeats, 1))
+    # One Keras epoch of `steps` batches, each the data set `copies` times with fresh noise.
+    model.fit(
+        x_repeated,
+        [y_repeated] * len(heads),
+        batch_size=config.copies * len(x),
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
+    return [np.asarray(head.kernel, dtype=np.float64)[:, 0] for head in heads]
+
+
+def run(config: Config, seeds, out_dir):
+    frames = []
+    for seed in progress(seeds, CLAIM_ID):
+        x, y = make_data(np.random.default_rng(seed), config)
+        seed_everything(seed)  # seeds the GaussianNoise draws of the model built next
+        trained = train_with_input_noise(*noise_model(config), x, y, config)
+        w_ols = ridge(x, y, 0.0)
+        for sigma, w_noise in zip(config.sigmas, trained, strict=True):
+            lam = config.examples * sigma**2
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "sigma": sigma,
+                        "lam": lam,
+                        "feature": np.arange(config.features),
+                        "w_noise": w_noise,
+                        "w_ridge": ridge(x, y, lam),
+                        "w_ols": w_ols,
+                    }
+                )
+            )
+    write_csv(pd.concat(frames, ignore_index=True), out_dir / "weights.csv")
+
+
+def distances(weights: pd.DataFrame) -> pd.DataFrame:
+    """Per seed and sigma: the distances between the three weight vectors."""
+
+    def norm(a, b):
+        return float(np.linalg.norm(a.to_numpy() - b.to_numpy()))
+
+    rows = []
+    for (seed, sigma), w in weights.groupby(["seed", "sigma"]):
+        zero = w["w_ridge"] * 0
+        rows.append(
+            {
+                "seed": seed,
+                "sigma": sigma,
+                "noise_to_ridge": norm(w["w_noise"], w["w_ridge"]),
+                "noise_to_ols": norm(w["w_noise"], w["w_ols"]),
+                "ridge_to_ols": norm(w["w_ridge"], w["w_ols"]),
+                "ridge_norm": norm(w["w_ridge"], zero),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def spread(values) -> str:
+    values = np.asarray(list(values), dtype=float)
+    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
+
+
+def verdict(out_dir) -> Verdict:
+    d = distances(read_csv(out_dir / "weights.csv"))
+    relative = d["noise_to_ridge"] / d["ridge_norm"]
+    versus_ols = d["noise_to_ridge"] / d["ridge_to_ols"]
+    worst_relative = relative.groupby(d["seed"]).max()
+    worst_versus_ols = versus_ols.groupby(d["seed"]).max()
+    sigmas = ", ".join(f"{s:g}" for s in sorted(d["sigma"].unique()))
+    return Verdict(
+        CLAIM_ID,
+        (
+            Rule(
+                f"||w_noise - w_ridge|| / ||w_ridge||, lambda = n sigma^2 (worst seed and "
+                f"sigma; sigma = {sigmas})",
+                worst_relative.max(),
+                "<=",
+                RIDGE_DISTANCE,
+                f"{seed_agreement(worst_relative <= RIDGE_DISTANCE)}; {spread(relative)}",
+            ),
+            Rule(
+                "||w_noise - w_ridge|| / ||w_ridge - w_ols|| (worst seed and sigma)",
+                worst_versus_ols.max(),
+                "<=",
+                RIDGE_VS_OLS,
+                f"{seed_agreement(worst_versus_ols <= RIDGE_VS_OLS)}; {spread(versus_ols)}; "
+                f"||w_noise - w_ols|| / ||w_ridge - w_ols|| "
+                f"{spread(d['noise_to_ols'] / d['ridge_to_ols'])}",
+            ),
+        ),
+    )
+
+
+def plot(out_dir):
+    weights = read_csv(out_dir / "weights.csv")
+    d = distances(weights)
+    fig, (ax_weights, ax_distance) = figure(
+        f"input-noise-tikhonov: input noise = ridge, lambda = n sigma^2 "
+        f"({weights['seed'].nunique()} seeds)",
+        ncols=2,
+        height=4.2,
+    )
+    for sigma, w in weights.groupby("sigma"):
+        ax_weights.scatter(w["w_ridge"], w["w_noise"], s=8, label=f"sigma = {sigma:g}")
+    ax_weights.scatter(
+        weights["w_ridge"],
+        weights["w_ols"],
+        s=8,
+        marker="x",
+        color="lightgray",
+        label="OLS weight (all sigma)",
+        zorder=0,
+    )
+    low, high = weights[["w_ridge", "w_noise"]].min().min(), weights[["w_ridge"]].max().max()
+    ax_weights.plot([low, high], [low, high], "k--", lw=1, label="y = x")
+    ax_weights.set(
+        xlabel="closed-form ridge weight",
+        ylabel="weight trained with input noise",
+        title="each dot: one weight of one seed",
+    )
+    ax_weights.legend(fontsize=8)
+
+    d = d.assign(
+        relative_to_ridge=d["noise_to_ridge"] / d["ridge_norm"],
+        ridge_vs_ols=d["ridge_to_ols"] / d["ridge_norm"],
+    )
+    seed_band(ax_distance, d, "sigma", "relative_to_ridge", label="||w_noise - w_ridge||")
+    seed_band(ax_distance, d, "sigma", "ridge_vs_ols", label="||w_ols - w_ridge||", color="gray")
+    ax_distance.axhline(RIDGE_DISTANCE, color="tab:red", ls=":", lw=1, label="tolerance 2%")
+    ax_distance.set(
+        xlabel="input noise sd sigma",
+        ylabel="distance / ||w_ridge||",
+        yscale="log",
+        title="mean and min-max over seeds",
+    )
+    ax_distance.legend(fontsize=8)
+    save_figure(fig, out_dir / "weights.png")

@@ -1,0 +1,240 @@
+"""backprop-gradient, training-memory, sigmoid-vanishes: formulas, configs, verdicts that flip."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from repro.claims import backprop_gradient, sigmoid_vanishes, training_memory
+from repro.harness import read_csv, write_csv
+
+# Small runs of the claims' own `run`, made once for this file; each test that damages
+# a CSV works on its own copy. (The quick profiles themselves run in test_claims.py.)
+
+
+@pytest.fixture(scope="module")
+def small_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small")
+    backprop_gradient.run(
+        backprop_gradient.Config(hidden=(3,), batch_size=4, activations=("tanh", "relu")),
+        (0, 1),
+        root / "backprop-gradient",
+    )
+    sigmoid_vanishes.run(
+        sigmoid_vanishes.Config(grid_step=0.5, random_points=50), (0, 1), root / "sigmoid-vanishes"
+    )
+    write_csv(_memory_table(), root / "training-memory" / "measurements.csv")
+    return root
+
+
+def _memory_table():
+    """Measurements as the module's analysis predicts them: prediction holds about two
+    batch x width tensors, training the stored activations plus one gradient tensor."""
+    rows = []
+    for seed in range(3):
+        for depth in (4, 8, 16):
+            for batch in (2048, 4096):
+                tensor = 4 * batch * 64
+                counted = training_memory.counted_bytes(depth, batch, 64, 10)
+                predict, train = 2 * tensor, counted + tensor + 1000 * seed
+                rows.append(
+                    {
+                        "seed": seed,
+                        "depth": depth,
+                        "batch_size": batch,
+                        "width": 64,
+                        "predict_peak_bytes": predict,
+                        "train_peak_bytes": train,
+                        "extra_bytes": train - predict,
+                        "counted_bytes": counted,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _copy(small_runs, claim, tmp_path):
+    out = tmp_path / claim.CLAIM_ID
+    shutil.copytree(small_runs / claim.CLAIM_ID, out)
+    return out
+
+
+def _edit(path, change):
+    frame = read_csv(path)
+    change(frame)
+    write_csv(frame, path)
+
+
+# ------------------------------------------------------------------ backprop-gradient
+
+
+def test_backprop_small_run_reproduces(small_runs):
+    assert backprop_gradient.verdict(small_runs / "backprop-gradient").reproduced
+
+
+def test_backprop_relative_error_uses_the_floor_for_tiny_entries():
+    entries = pd.DataFrame(
+        {
+            "seed": 0,
+            "activation": "tanh",
+            "autodiff": [0.5, 1e-9, 0.0],
+            "numerical": [0.5 * (1 + 1e-8), 2e-9, 0.0],
+        }
+    )
+    errors = backprop_gradient.relative_errors(entries).to_numpy()
+    # floor = 1e-3 x max |numerical| = 5e-4: the tiny entry is judged on that scale.
+    np.testing.assert_allclose(errors, [1e-8 / (1 + 1e-8), 1e-9 / 5.000000005e-4, 0.0])
+
+
+def test_backprop_verdict_flips_on_a_wrong_gradient(small_runs, tmp_path):
+    out = _copy(small_runs, backprop_gradient, tmp_path)
+
+    def drop_a_term(frame):  # one entry off by 1%, as a missing chain-rule term would make
+        frame.loc[frame["numerical"].abs().idxmax(), "autodiff"] *= 1.01
+
+    _edit(out / "entries.csv", drop_a_term)
+    verdict = backprop_gradient.verdict(out)
+    assert not verdict.reproduced
+    assert verdict.rules[0].measured == pytest.approx(0.01 / 1.01, rel=1e-6)
+
+
+def test_backprop_builds_float64_and_restores_floatx():
+    import keras
+
+    config = backprop_gradient.Config(hidden=(3,), batch_size=4, activations=("tanh",))
+    entries = backprop_gradient.gradient_pair(config, "tanh", seed=7)
+    assert keras.config.floatx() == "float32"
+    assert len(entries) == (8 * 3 + 3) + (3 * 3 + 3)  # every weight and bias once
+    # float64 differences resolve the gradient far below float32's ~1e-4 quantization
+    assert (entries["autodiff"] - entries["numerical"]).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"hidden": ()}, {"step": 0.0}, {"step": 0.5}, {"classes": 1}, {"activations": ()}],
+)
+def test_backprop_config_rejects_invalid_values(bad):
+    with pytest.raises(ValueError):
+        backprop_gradient.Config(**bad)
+
+
+# --------------------------------------------------------------------- training-memory
+
+
+def test_memory_verdict_passes_on_the_predicted_table(small_runs):
+    assert training_memory.verdict(small_runs / "training-memory").reproduced
+
+
+def test_memory_one_cell_in_a_fresh_process():
+    config = training_memory.Config(depths=(8, 16), batch_sizes=(2048, 4096))
+    (row,) = training_memory.measure_in_fresh_process(8, 2048, config, [3])
+    assert row["seed"] == 3 and row["depth"] == 8 and row["batch_size"] == 2048
+    assert row["train_peak_bytes"] > row["predict_peak_bytes"] > 0
+    # the stored activations are measured, not just counted: within 30% at depth 8
+    assert 0.7 < row["extra_bytes"] / row["counted_bytes"] < 1.3
+
+
+def test_memory_counted_bytes_formula():
+    # 4 layers x 1000 examples x 64 units and a 10-class softmax, float32
+    assert training_memory.counted_bytes(4, 1000, 64, 10) == 4 * 1000 * (4 * 64 + 10)
+
+
+def test_memory_fit_is_exact_on_a_proportional_table():
+    rows = [
+        {"seed": 0, "depth": d, "batch_size": b, "width": 8, "extra_bytes": 32 * d * b + 100}
+        for d in (2, 4)
+        for b in (10, 30)
+    ]
+    fit = training_memory.fits(pd.DataFrame(rows)).iloc[0]
+    assert fit["slope_bytes"] == pytest.approx(32)
+    assert fit["intercept_bytes"] == pytest.approx(100)
+    assert fit["r_squared"] == pytest.approx(1.0)
+    layers = training_memory.per_layer(pd.DataFrame(rows))
+    np.testing.assert_allclose(layers["measured_bytes_per_layer"], layers["batch_size"] * 32)
+
+
+def test_memory_verdict_flips_when_training_needs_no_extra(small_runs, tmp_path):
+    out = _copy(small_runs, training_memory, tmp_path)
+
+    def no_stored_activations(frame):
+        frame["train_peak_bytes"] = frame["predict_peak_bytes"]
+        frame["extra_bytes"] = 0
+
+    _edit(out / "measurements.csv", no_stored_activations)
+    rules = training_memory.verdict(out).rules
+    assert not rules[0].passed  # training peak no longer above prediction peak
+    assert not rules[2].passed  # 0 bytes per layer against the count
+
+
+def test_memory_verdict_flips_when_extra_is_not_linear(small_runs, tmp_path):
+    out = _copy(small_runs, training_memory, tmp_path)
+
+    def scramble(frame):  # same values, shuffled across cells: no longer depth x batch
+        frame["extra_bytes"] = frame["extra_bytes"].to_numpy()[::-1]
+        frame["train_peak_bytes"] = frame["predict_peak_bytes"] + frame["extra_bytes"]
+
+    _edit(out / "measurements.csv", scramble)
+    assert not training_memory.verdict(out).rules[1].passed
+
+
+def test_memory_peak_sees_a_large_allocation():
+    held = []
+    peak = training_memory.peak_memory(lambda: held.append(np.ones(8 * 2**20 // 8)))
+    assert peak >= 7 * 2**20  # an 8 MiB array written in full is resident
+
+
+@pytest.mark.parametrize(
+    "bad", [{"depths": (4,)}, {"batch_sizes": (8, 8)}, {"depths": (0, 4)}, {"width": 0}]
+)
+def test_memory_config_rejects_invalid_values(bad):
+    with pytest.raises(ValueError):
+        training_memory.Config(**bad)
+
+
+# -------------------------------------------------------------------- sigmoid-vanishes
+
+
+def test_sigmoid_small_run_reproduces(small_runs):
+    assert sigmoid_vanishes.verdict(small_runs / "sigmoid-vanishes").reproduced
+
+
+def test_sigmoid_grid_holds_zero_and_seven_exactly():
+    x = sigmoid_vanishes.grid(sigmoid_vanishes.Config()).astype(np.float32)
+    assert 0.0 in x and 7.0 in x and -7.0 in x
+
+
+def test_sigmoid_autodiff_matches_the_formula():
+    import keras
+
+    x = np.array([-3.0, 0.0, 2.0])
+    _, grad = sigmoid_vanishes.autodiff(keras.activations.sigmoid, x)
+    s = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(grad, s * (1 - s), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("column", "where", "value", "rule"),
+    [
+        ("sigmoid_grad", lambda t: t["x"] == 0, 0.2, 0),  # peak no longer 0.25
+        ("sigmoid_grad", lambda t: t["x"] == 1.0, 0.3, 1),  # a larger gradient off 0
+        ("sigmoid_grad", lambda t: t["x"] >= 7, 2e-3, 2),  # no vanishing
+        ("relu_grad", lambda t: t["x"] > 5, 0.5, 3),  # ReLU gradient not 1
+        ("sigmoid_grad_formula", lambda t: t["x"] == -2.0, 0.5, 4),  # autodiff off formula
+    ],
+)
+def test_sigmoid_verdict_flips(small_runs, tmp_path, column, where, value, rule):
+    out = _copy(small_runs, sigmoid_vanishes, tmp_path)
+
+    def doctor(frame):
+        assert where(frame).any()
+        frame.loc[where(frame), column] = value
+
+    _edit(out / "gradients.csv", doctor)
+    verdict = sigmoid_vanishes.verdict(out)
+    assert not verdict.rules[rule].passed
+    assert not verdict.reproduced
+
+
+def test_sigmoid_config_rejects_a_range_short_of_seven():
+    with pytest.raises(ValueError):
+        sigmoid_vanishes.Config(limit=5.0)
