@@ -41,3 +41,16 @@ def digits(test_fraction: float = 0.3, seed: int = 0):
     x, y = (x[order] / 16.0).astype("float32"), y[order].astype("int64")
     n_test = int(round(len(y) * test_fraction))
     return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+def randomize_labels(labels: np.ndarray, rate: float, rng, num_classes: int = 10):
+    """Give round(rate * n) randomly chosen examples a wrong label, uniform over the others.
+
+    Returns (noisy labels, sorted indices of the relabeled examples). Every relabeled
+    example is wrong, so 'agreement with the noisy labels' on them measures memorization.
+    """
+    noisy_index = np.sort(rng.choice(len(labels), size=round(rate * len(labels)), replace=False))
+    noisy_labels = labels.copy()
+    shift = rng.integers(1, num_classes, size=len(noisy_index))
+    noisy_labels[noisy_index] = (labels[noisy_index] + shift) % num_classes
+    return noisy_labels, noisy_index

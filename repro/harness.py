@@ -165,6 +165,24 @@ def seed_agreement(passed_per_seed) -> str:
     return f"{sum(map(bool, passed))}/{len(passed)} seeds"
 
 
+def spread(values, fmt: str = ".3g") -> str:
+    """Median and range of a per-seed measurement, for a rule's note."""
+    values = np.asarray(list(values), dtype=float)
+    return f"median {np.median(values):{fmt}}, range {values.min():{fmt}} to {values.max():{fmt}}"
+
+
+def agreement_by(frame: pd.DataFrame, key: str, name: str, column: str, passes) -> str:
+    """Seeds passing and range of `column` per value of `key`, e.g. 'rate 0.2: 5/5 seeds, ...'."""
+    parts = []
+    for value, group in frame.groupby(key):
+        values = group[column]
+        parts.append(
+            f"{name} {value:g}: {int(passes(values).sum())}/{len(values)} seeds, "
+            f"range {values.min():.3g} to {values.max():.3g}"
+        )
+    return "; ".join(parts)
+
+
 # ------------------------------------------------------------------ configs and seeds
 
 

@@ -91,3 +91,14 @@ class EpochBar(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.bar.close()
+
+
+def adam_classifier(input_dim: int, hidden, learning_rate: float, num_classes: int = 10):
+    """The MLP of repro.models compiled with Adam and cross-entropy on its logits."""
+    model = mlp(input_dim, num_classes, hidden=hidden)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model

@@ -238,3 +238,14 @@ def test_sigmoid_verdict_flips(small_runs, tmp_path, column, where, value, rule)
 def test_sigmoid_config_rejects_a_range_short_of_seven():
     with pytest.raises(ValueError):
         sigmoid_vanishes.Config(limit=5.0)
+
+
+def test_float64_block_leaves_later_models_in_float32():
+    import keras
+
+    from repro.claims import backprop_gradient
+    from repro.models import mlp
+
+    with backprop_gradient.float64():
+        assert mlp(3, 2, hidden=(4,)).layers[0].kernel.dtype == "float64"
+    assert mlp(3, 2, hidden=(4,)).layers[0].kernel.dtype == "float32"

@@ -98,15 +98,21 @@ FLOOR_FRACTION = 1e-3  # floor of the relative error's denominator, as a fractio
 
 @contextlib.contextmanager
 def float64():
-    """Build Keras layers in float64 inside the block; the previous floatx is restored."""
+    """Build Keras layers in float64 inside the block; floatx and dtype policy are restored.
+
+    Keras caches its global dtype policy the first time it is asked for, so setting floatx
+    alone would leave every later model of the process in float64.
+    """
     import keras
 
-    previous = keras.config.floatx()
+    previous_floatx, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     try:
         yield
     finally:
-        keras.config.set_floatx(previous)
+        keras.config.set_floatx(previous_floatx)
+        keras.config.set_dtype_policy(previous_policy)
 
 
 def gradient_pair(config: Config, activation: str, seed: int) -> pd.DataFrame:

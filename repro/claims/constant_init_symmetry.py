@@ -55,6 +55,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 from repro.models import accuracy
@@ -214,11 +215,6 @@ def run(config: Config, seeds, out_dir):
 
 def per_seed(frame: pd.DataFrame, case: str, column: str, how: str) -> pd.Series:
     return frame[frame["case"] == case].groupby("seed")[column].agg(how)
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
 
 
 def verdict(out_dir) -> Verdict:

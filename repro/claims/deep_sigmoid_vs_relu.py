@@ -45,6 +45,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 from repro.models import EpochAccuracy, mlp
@@ -155,11 +156,6 @@ def first_to_last_ratio(gradients: pd.DataFrame, activation: str) -> pd.Series:
 def final_train_accuracy(curves: pd.DataFrame, activation: str) -> pd.Series:
     mine = curves[curves["activation"] == activation]
     return mine[mine["epoch"] == mine["epoch"].max()].set_index("seed")["train_accuracy"]
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
 
 
 def verdict(out_dir) -> Verdict:

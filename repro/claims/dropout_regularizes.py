@@ -43,6 +43,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 from repro.models import accuracy, mlp
@@ -148,11 +149,6 @@ def run(config: Config, seeds, out_dir):
                 }
             )
     write_csv(pd.DataFrame(rows), out_dir / "accuracy.csv")
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
 
 
 def chosen_rates(table: pd.DataFrame) -> pd.DataFrame:

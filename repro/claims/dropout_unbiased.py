@@ -42,6 +42,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 
@@ -126,11 +127,6 @@ def run(config: Config, seeds, out_dir):
 
 def relative_error(draws: pd.DataFrame, measured: str, theory: str) -> pd.Series:
     return (draws[measured] - draws[theory]).abs() / draws[theory]
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
 
 
 def worst_per_seed(draws: pd.DataFrame, errors: pd.Series) -> pd.Series:

@@ -25,7 +25,16 @@ import pandas as pd
 from scipy.special import digamma
 
 from repro.figures import figure
-from repro.harness import Rule, Verdict, progress, read_csv, save_figure, seed_agreement, write_csv
+from repro.harness import (
+    Rule,
+    Verdict,
+    progress,
+    read_csv,
+    save_figure,
+    seed_agreement,
+    spread,
+    write_csv,
+)
 
 CLAIM_ID = "exploding-product"
 SLIDE = "Numerical Stability and Initialization"
@@ -131,11 +140,6 @@ def critical_scale(sweep: pd.DataFrame) -> float:
     """Where the measured rate crosses zero, interpolated linearly in ln s."""
     sweep = sweep.sort_values("scale")
     return float(np.exp(np.interp(0.0, sweep["rate"], np.log(sweep["scale"]))))
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.4g}, range {values.min():.4g} to {values.max():.4g}"
 
 
 def verdict(out_dir) -> Verdict:

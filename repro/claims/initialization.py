@@ -62,6 +62,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 from repro.models import EpochAccuracy, mlp
@@ -254,11 +255,6 @@ def growth_errors(scales: pd.DataFrame, by: list[str]) -> pd.Series:
         lambda group: abs(growth_factor(group) / group["predicted_growth"].mean() - 1),
         include_groups=False,
     )
-
-
-def spread(values, fmt: str = ".3g") -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):{fmt}}, range {values.min():{fmt}} to {values.max():{fmt}}"
 
 
 def verdict(out_dir) -> Verdict:

@@ -42,6 +42,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 
@@ -185,11 +186,6 @@ def distances(weights: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
 
 
 def verdict(out_dir) -> Verdict:

@@ -52,6 +52,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 
@@ -211,11 +212,6 @@ def scores(table: pd.DataFrame) -> pd.DataFrame:
         row["ridge_gap"] = np.linalg.norm(w["w_l2"] - w["w_ridge"]) / np.linalg.norm(w["w_ridge"])
         rows.append(row)
     return pd.DataFrame(rows).set_index("seed")
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
 
 
 def verdict(out_dir) -> Verdict:

@@ -47,6 +47,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 from repro.models import mlp
@@ -169,11 +170,6 @@ def run(config: Config, seeds, out_dir):
                 )
             )
     write_csv(pd.concat(rows, ignore_index=True), out_dir / "predictions.csv")
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
 
 
 def per_seed_scores(predictions: pd.DataFrame) -> pd.DataFrame:

@@ -80,6 +80,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 
@@ -277,11 +278,6 @@ def run(config: Config, seeds, out_dir):
     write_csv(measurements, out_dir / "measurements.csv")
     write_csv(fits(measurements), out_dir / "fit.csv")
     write_csv(per_layer(measurements), out_dir / "per_layer.csv")
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.4g}, range {values.min():.4g} to {values.max():.4g}"
 
 
 def verdict(out_dir) -> Verdict:

@@ -54,6 +54,7 @@ from repro.harness import (
     save_figure,
     seed_agreement,
     seed_everything,
+    spread,
     write_csv,
 )
 
@@ -271,11 +272,6 @@ def run(config: Config, seeds, out_dir):
     write_csv(pd.concat(steps, ignore_index=True), out_dir / "one_step.csv")
     write_csv(pd.concat(finals, ignore_index=True), out_dir / "sweep.csv")
     write_csv(pd.concat(curves, ignore_index=True), out_dir / "curves.csv")
-
-
-def spread(values) -> str:
-    values = np.asarray(list(values), dtype=float)
-    return f"median {np.median(values):.3g}, range {values.min():.3g} to {values.max():.3g}"
 
 
 def step_error(steps: pd.DataFrame, rule_column: str) -> pd.Series:
