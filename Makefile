@@ -83,3 +83,19 @@ bench: $(BIN)/.installed ## time every claim, make all at -j1 and -j$(nproc), th
 clean: ## remove the virtual environment and caches (results/ is kept: it is committed)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# --- tuning ---
+# Network tuning (claim `tuning`): keras-tuner searches kept in tuner-work/, so an
+# interrupted `make tune` resumes where it stopped. The distributed mode runs one chief
+# oracle and WORKERS worker processes on loopback, on ports TUNER_PORT and up.
+WORKERS ?= 2
+TUNER_PORT ?= 8470
+.PHONY: tune tune-distributed
+
+tune: $(BIN)/.installed ## tuning claim: RandomSearch, Hyperband, Bayesian (rerun resumes)
+	$(REPRO) run tuning --profile $(PROFILE) --out $(RESULTS)
+
+tune-distributed: $(BIN)/.installed ## the same searches in keras-tuner's distributed mode
+	$(BIN)/python -m repro.claims.tuning distributed --workers $(WORKERS) \
+		--port $(TUNER_PORT) --profile $(PROFILE) --out $(RESULTS)
+# --- end tuning ---
