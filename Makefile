@@ -10,7 +10,12 @@ RESULTS := results
 PROFILE ?= full
 
 CLAIM_MODULES := $(filter-out _%,$(basename $(notdir $(wildcard repro/claims/*.py))))
-CLAIMS := $(subst _,-,$(CLAIM_MODULES))
+# The longest claims come first, so that `make -j` starts them first and packs the rest
+# around them.
+LONGEST := tuning training-memory label-noise-order early-stopping
+ALL_CLAIMS := $(subst _,-,$(CLAIM_MODULES))
+CLAIMS := $(foreach c,$(LONGEST),$(filter $(c),$(ALL_CLAIMS))) \
+          $(filter-out $(LONGEST),$(ALL_CLAIMS))
 VERDICTS := $(CLAIMS:%=$(RESULTS)/%/verdict.json)
 # What every claim's numbers depend on besides its own module; a new .venv (a fresh
 # machine, or a changed pyproject.toml) reruns every claim.
@@ -67,8 +72,8 @@ browser:
 	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
 
 verify: $(BIN)/.installed ## regenerate everything into build/verify and compare with results/
-	rm -rf build/verify
-	$(MAKE) all RESULTS=build/verify
+	rm -rf build/verify build/verify-tuner-work
+	REPRO_TUNER_WORK=$(CURDIR)/build/verify-tuner-work $(MAKE) all RESULTS=build/verify
 	$(REPRO) compare build/verify --against $(RESULTS)
 
 fresh-seeds: $(BIN)/.installed ## rerun every claim on seeds never used and list changed verdicts

@@ -241,8 +241,6 @@ def test_sigmoid_config_rejects_a_range_short_of_seven():
 
 
 def test_float64_block_leaves_later_models_in_float32():
-    import keras
-
     from repro.claims import backprop_gradient
     from repro.models import mlp
 
