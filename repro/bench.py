@@ -23,16 +23,21 @@ from repro import claims
 from repro.harness import write_csv
 
 
-def timed_make(*args: str) -> float:
+def timed_make(*args: str, env=None) -> float:
     started = time.perf_counter()
-    subprocess.run(["make", "--no-print-directory", *args], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["make", "--no-print-directory", *args], check=True, stdout=subprocess.DEVNULL, env=env
+    )
     return time.perf_counter() - started
 
 
 def make_all_from_scratch(jobs: int) -> tuple[float, Path]:
-    out = Path("build") / f"bench-j{jobs}"
-    shutil.rmtree(out, ignore_errors=True)
-    return timed_make(f"-j{jobs}", "all", f"RESULTS={out}"), out
+    """`make all` into an empty directory, with the tuner's searches started afresh too."""
+    out, searches = Path("build") / f"bench-j{jobs}", Path("build") / f"bench-j{jobs}-tuner-work"
+    for path in (out, searches):
+        shutil.rmtree(path, ignore_errors=True)
+    env = dict(os.environ, REPRO_TUNER_WORK=str(searches.resolve()))
+    return timed_make(f"-j{jobs}", "all", f"RESULTS={out}", env=env), out
 
 
 def fit_seconds(mode: str, epochs: int = 20) -> float:

@@ -28,6 +28,11 @@ def _load(claim, root: Path) -> dict | None:
     return {"verdict": verdict, "provenance": provenance}
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a bare | would end the cell (|x|, ||w||)."""
+    return text.replace("|", "\\|")
+
+
 def _summary_cells(claim, record) -> list[str]:
     if record is None:
         return [claim.CLAIM_ID, claim.SLIDE, "not run", "", "", ""]
@@ -61,7 +66,7 @@ def markdown(root: Path) -> str:
     for claim, record in records.values():
         cells = _summary_cells(claim, record)
         cells[0] = f"[{cells[0]}](#{claim.CLAIM_ID})"
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
     for claim, record in records.values():
         lines += [
             "",
@@ -88,8 +93,8 @@ def markdown(root: Path) -> str:
         ]
         for r in record["verdict"]["rules"]:
             lines.append(
-                f"| {r['name']} | {r['measured']:.4g} | {r['op']} {r['threshold']:.4g}"
-                f" | {'yes' if r['passed'] else 'no'} | {r['seeds']} |"
+                f"| {_cell(r['name'])} | {r['measured']:.4g} | {r['op']} {r['threshold']:.4g}"
+                f" | {'yes' if r['passed'] else 'no'} | {_cell(r['seeds'])} |"
             )
         lines.append("")
         lines += [f"![{name}]({claim.CLAIM_ID}/{name})" for name in claim.FIGURES]
@@ -186,7 +191,7 @@ def claims_table(root: Path) -> str:
         record = _load(claim, root)
         verdict = record["verdict"]["verdict"] if record else "not run"
         link = f"[{claim.CLAIM_ID}](results/README.md#{claim.CLAIM_ID})"
-        lines.append(f"| {link} | {claim.SLIDE} | {claim.STATEMENT} | {verdict} |")
+        lines.append(f"| {link} | {claim.SLIDE} | {_cell(claim.STATEMENT)} | {verdict} |")
     return "\n".join(lines)
 
 

@@ -496,12 +496,24 @@ def trial_columns(config: Config) -> list[str]:
     ]
 
 
-def best_model(tuner):
-    """The best trial's model at its best epoch, as keras-tuner checkpointed it."""
+def best_trial(tuner):
+    """The finished trial with the best validation score, ties going to the earliest trial.
+
+    keras-tuner's own ranking leaves ties in the order the trials were loaded, which differs
+    between an uninterrupted and a resumed search.
+    """
+    finished = [
+        t for t in tuner.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None
+    ]
+    return max(finished, key=lambda trial: (trial.score, -int(trial.trial_id)))
+
+
+def best_model(tuner, trial):
+    """The trial's model at its best epoch, as keras-tuner checkpointed it."""
     with warnings.catch_warnings():
         # The checkpoint also holds the optimizer's state, which evaluation does not need.
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        return tuner.get_best_models(1)[0]
+        return tuner.load_model(trial)
 
 
 def train_baseline(config: Config, seed: int, kwargs: dict):
@@ -548,14 +560,14 @@ def run(config: Config, seeds, out_dir):
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 tuner.search(**kwargs)  # resumes a search left unfinished
             trials += trial_rows(tuner, seed, name)
-            best = tuner.oracle.get_best_trials(1)[0]
+            best = best_trial(tuner)
             scores.append(
                 {
                     "seed": seed,
                     "model": name,
                     "trial_id": f"trial_{best.trial_id}",
                     "val_accuracy": best.score,
-                    "test_accuracy": accuracy(best_model(tuner), x_test, y_test),
+                    "test_accuracy": accuracy(best_model(tuner, best), x_test, y_test),
                 }
             )
             best_configs[name][str(seed)] = {
