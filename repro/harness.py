@@ -262,10 +262,6 @@ def _git_commit() -> str:
 # ------------------------------------------------------------------ running a claim
 
 
-def claim_dir(out_root: Path, claim) -> Path:
-    return Path(out_root) / claim.CLAIM_ID
-
-
 def run_claim(claim, profile: str, seeds: tuple[int, ...], out_root: Path, config=None) -> Verdict:
     """Run, judge and plot one claim into a scratch directory, then swap it into place.
 
@@ -273,7 +269,7 @@ def run_claim(claim, profile: str, seeds: tuple[int, ...], out_root: Path, confi
     complete run, never a mixture; the verdict is computed from the CSVs as written.
     """
     config = config or claim.PROFILES[profile]
-    final = claim_dir(out_root, claim)
+    final = Path(out_root) / claim.CLAIM_ID
     final.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{claim.CLAIM_ID}."))
     scratch.chmod(0o755)

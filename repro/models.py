@@ -74,25 +74,6 @@ class EpochAccuracy(keras.callbacks.Callback):
         self.rows.append(row)
 
 
-class EpochBar(keras.callbacks.Callback):
-    """A progress bar over the epochs of one `fit`, silent when stderr is not a terminal."""
-
-    def __init__(self, desc: str):
-        super().__init__()
-        self.desc, self.bar = desc, None
-
-    def on_train_begin(self, logs=None):
-        from repro.harness import progress
-
-        self.bar = progress(range(self.params["epochs"]), self.desc)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.update()
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
-
-
 def adam_classifier(input_dim: int, hidden, learning_rate: float, num_classes: int = 10):
     """The MLP of repro.models compiled with Adam and cross-entropy on its logits."""
     model = mlp(input_dim, num_classes, hidden=hidden)
