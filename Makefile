@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 REPRO := $(BIN)/repro
 RESULTS := results
 PROFILE ?= full
+SEED_OFFSET ?= 0
 
 CLAIM_MODULES := $(filter-out _%,$(basename $(notdir $(wildcard repro/claims/*.py))))
 # The longest claims come first, so that `make -j` starts them first and packs the rest
@@ -46,7 +47,7 @@ $(RESULTS)/MANIFEST.sha256: $(VERDICTS) repro/report.py repro/check.py | $(BIN)/
 
 .SECONDEXPANSION:
 $(RESULTS)/%/verdict.json: repro/claims/$$(subst -,_,$$*).py $(CLAIM_DEPS) $(BIN)/.installed
-	$(REPRO) run $* --profile $(PROFILE) --out $(RESULTS) $(SEED_FLAGS)
+	$(REPRO) run $* --profile $(PROFILE) --seed-offset $(SEED_OFFSET) --out $(RESULTS)
 
 $(CLAIMS): %: $(RESULTS)/%/verdict.json
 
@@ -78,7 +79,7 @@ verify: $(BIN)/.installed ## regenerate everything into build/verify and compare
 
 fresh-seeds: $(BIN)/.installed ## rerun every claim on seeds never used and list changed verdicts
 	rm -rf build/fresh-seeds
-	$(MAKE) all RESULTS=build/fresh-seeds SEED_FLAGS="--seed-offset 1000"
+	$(MAKE) all RESULTS=build/fresh-seeds SEED_OFFSET=1000
 	$(REPRO) compare build/fresh-seeds --against $(RESULTS) --verdicts-only
 
 bench: $(BIN)/.installed ## time every claim, make all at -j1 and -j$(nproc), the no-op make all
@@ -91,14 +92,28 @@ clean: ## remove the virtual environment and caches (results/ is kept: it is com
 
 # --- tuning ---
 # Network tuning (claim `tuning`): keras-tuner searches kept in tuner-work/, so an
-# interrupted `make tune` resumes where it stopped. The distributed mode runs one chief
-# oracle and WORKERS worker processes on loopback, on ports TUNER_PORT and up.
+# interrupted `make tune` resumes where it stopped. Its 15 searches (3 tuners x 5 seeds)
+# run as TUNING_SHARDS processes that `make -j` runs side by side; the claim itself then
+# reloads the finished searches. A stamp records each finished shard of a work directory.
+# The distributed mode runs one chief oracle and WORKERS worker processes on loopback, on
+# ports TUNER_PORT and up.
+TUNING_SHARDS := 5
+TUNER_WORK := $(or $(REPRO_TUNER_WORK),tuner-work)
+TUNING_STAMPS := $(foreach i,$(shell seq $(TUNING_SHARDS)),\
+  $(TUNER_WORK)/shards/$(PROFILE)-offset$(SEED_OFFSET)/$(i)-of-$(TUNING_SHARDS))
 WORKERS ?= 2
 TUNER_PORT ?= 8470
 .PHONY: tune tune-distributed
 
-tune: $(BIN)/.installed ## tuning claim: RandomSearch, Hyperband, Bayesian (rerun resumes)
-	$(REPRO) run tuning --profile $(PROFILE) --out $(RESULTS)
+$(RESULTS)/tuning/verdict.json: $(TUNING_STAMPS)
+
+$(TUNER_WORK)/shards/$(PROFILE)-offset$(SEED_OFFSET)/%-of-$(TUNING_SHARDS): \
+		repro/claims/tuning.py $(CLAIM_DEPS) $(BIN)/.installed
+	$(BIN)/python -m repro.claims.tuning shard --shard $*/$(TUNING_SHARDS) \
+		--profile $(PROFILE) --seed-offset $(SEED_OFFSET)
+	@mkdir -p $(@D) && touch $@
+
+tune: $(RESULTS)/tuning/verdict.json ## tuning claim: RandomSearch, Hyperband, Bayesian (rerun resumes)
 
 tune-distributed: $(BIN)/.installed ## the same searches in keras-tuner's distributed mode
 	$(BIN)/python -m repro.claims.tuning distributed --workers $(WORKERS) \

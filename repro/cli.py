@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from repro import claims
-from repro.harness import UsageError, override, parse_seeds, run_claim
+from repro.harness import UsageError, choose_seeds, override, run_claim
 
 RESULTS = Path("results")
 
@@ -38,15 +38,12 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     selected = [claims.get(claim_id) for claim_id in args.claims]  # fail fast on a bad id
-    seeds = parse_seeds(args.seeds) if args.seeds else None
     if args.settings and len(selected) > 1:
         raise UsageError("--set applies to one claim at a time")
-    if seeds and args.seed_offset:
-        raise UsageError("give either --seeds or --seed-offset, not both")
     for claim in selected:
         config = override(claim.PROFILES[args.profile], args.settings)
-        default = tuple(seed + args.seed_offset for seed in claim.SEEDS[args.profile])
-        verdict = run_claim(claim, args.profile, seeds or default, args.out, config)
+        seeds = choose_seeds(claim.SEEDS[args.profile], args.seeds, args.seed_offset)
+        verdict = run_claim(claim, args.profile, seeds, args.out, config)
         print(f"{claim.CLAIM_ID}: {verdict.label}")
         for rule in verdict.rules:
             print(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.describe()}  ({rule.seeds})")

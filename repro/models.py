@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -74,6 +76,34 @@ class EpochAccuracy(keras.callbacks.Callback):
         self.rows.append(row)
 
 
+# Passed to compile(): one call of the compiled training step runs up to this many batches,
+# a whole epoch of the small data sets here, instead of returning to Python after each.
+# The updates are the same (tested); only callbacks that act per batch would notice.
+EPOCH_PER_CALL = 1000
+
+
+# model.fit's default shuffle=True does not apply to a tf.data pipeline, and Keras says so
+# once per process; `batches` shuffles the pipeline itself.
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed, but will be ignored")
+
+
+def batches(x, y, batch_size: int, shuffle_seed: int | None = None):
+    """(x, y) as a tf.data pipeline of batches for model.fit, reshuffled every epoch if seeded.
+
+    model.fit accepts NumPy arrays too, but then rebuilds an index-gathering pipeline for
+    every epoch, which on one thread costs about as much as the training steps of these
+    small nets; this pipeline is built once and halves the time of a fit. `y` may be a
+    list, one target per output.
+    """
+    import tensorflow as tf
+
+    targets = tuple(y) if isinstance(y, list) else y
+    data = tf.data.Dataset.from_tensor_slices((x, targets))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size)
+
+
 def adam_classifier(input_dim: int, hidden, learning_rate: float, num_classes: int = 10):
     """The MLP of repro.models compiled with Adam and cross-entropy on its logits."""
     model = mlp(input_dim, num_classes, hidden=hidden)
@@ -81,5 +111,6 @@ def adam_classifier(input_dim: int, hidden, learning_rate: float, num_classes: i
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        steps_per_execution=EPOCH_PER_CALL,
     )
     return model

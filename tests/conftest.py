@@ -9,6 +9,15 @@ from repro.harness import run_claim
 from repro.report import write_report
 
 
+def pytest_configure(config):
+    # Deprecations inside keras-tuner (threading names) and Keras (NumPy 2's copy keyword)
+    # that this package can neither cause nor fix.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:keras_tuner")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:keras.src.backend")
+    # Silenced for users in repro.models too; pytest resets warning filters for each test.
+    config.addinivalue_line("filterwarnings", "ignore:`shuffle=True` was passed:UserWarning")
+
+
 @pytest.fixture(scope="session")
 def quick_results(tmp_path_factory):
     """A results directory holding every registered claim's quick run and the report."""

@@ -14,7 +14,7 @@ from repro.claims import deep_sigmoid_vs_relu as deep
 from repro.claims import initialization as init
 from repro.data import digits
 from repro.harness import run_claim, seed_everything, write_csv
-from repro.models import mlp
+from repro.models import batches, mlp
 
 SEEDS = (0, 1, 2)
 
@@ -210,14 +210,15 @@ def test_reused_trainer_trains_exactly_like_a_new_model():
             optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-        history = model.fit(x, y, batch_size=64, epochs=2, shuffle=True, verbose=0)
+        # One batch per call of the training step, unlike the trainer: the same updates.
+        history = model.fit(batches(x, y, config.batch_size, shuffle_seed=7), epochs=2, verbose=0)
         return history.history["loss"]
 
     trainer, fresh_state = init.compiled_trainer(config, x.shape[1])
     for _ in range(2):  # the second run must not inherit the first run's momentum
         seed_everything(7)
         start = mlp(x.shape[1], 10, hidden=(16,) * 3, kernel_initializer="he_normal")
-        history = init.train(trainer, fresh_state, start.get_weights(), config, x, y, [])
+        history = init.train(trainer, fresh_state, start.get_weights(), config, x, y, 7, [])
         assert history.history["loss"] == new_model_losses()
 
 

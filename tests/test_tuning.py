@@ -1,4 +1,4 @@
-"""The tuning claim: its verdict, its bad-input errors, resume after a kill, distributed mode."""
+"""The tuning claim: verdict, bad input, resume after a kill, shards, distributed mode."""
 
 import json
 import os
@@ -84,6 +84,13 @@ def test_cli_reports_a_zero_budget_in_one_line(capsys):
     assert repro_main(["run", "tuning", "--set", "trials=0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "trial budget" in err
+
+
+@pytest.mark.parametrize("shard", ["0/5", "6/5", "2", "a/b"])
+def test_a_bad_shard_is_refused_in_one_line(capsys, shard):
+    assert tuning.main(["shard", "--shard", shard]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--shard" in err
 
 
 def test_a_port_in_use_is_refused_in_one_line(capsys, tmp_path):
@@ -197,6 +204,32 @@ def test_a_search_killed_mid_trial_resumes_without_redoing_finished_trials(
     for path, text in finished.items():  # finished trials were reloaded, not rewritten
         assert path.read_text() == text
     assert fitted_by(fits(log), resumed) == [["local"]] * 3
+
+
+def test_searches_run_as_shards_are_collected_without_training_them_again(
+    uninterrupted, tmp_path, monkeypatch
+):
+    work, log = tmp_path / "work", tmp_path / "fits.jsonl"
+    env = os.environ | {"REPRO_TUNER_WORK": str(work), "REPRO_TUNER_FIT_LOG": str(log)}
+    command = [sys.executable, "-m", "repro.claims.tuning", "shard", "--seeds", SEED]
+    command += [f"--set={s}" for s in SMALL]
+    shards = [  # one search (seed 1, RandomSearch): shard 2 of 2 has nothing to do
+        subprocess.Popen([*command, "--shard", f"{i}/2"], env=env, stdout=subprocess.DEVNULL)
+        for i in (1, 2)
+    ]
+    assert [shard.wait(timeout=300) for shard in shards] == [0, 0]
+    assert len(completed_trials(work)) == 3
+    searched = fits(log)
+
+    monkeypatch.setenv("REPRO_TUNER_WORK", str(work))
+    monkeypatch.setenv("REPRO_TUNER_FIT_LOG", str(log))
+    run_claim(tuning, "quick", (int(SEED),), tmp_path / "out", small_config())
+
+    out = tmp_path / "out" / "tuning"
+    assert fitted_by(searched, out) == [["local"]] * 3
+    assert len(fits(log)) == len(searched) + 1  # collecting trains only the untuned baseline
+    for name in ("trials.csv", "test_accuracy.csv", "best_configs.json"):
+        assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
 
 
 def test_distributed_search_runs_every_trial_exactly_once(uninterrupted, tmp_path):

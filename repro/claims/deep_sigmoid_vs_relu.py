@@ -48,7 +48,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
-from repro.models import EpochAccuracy, mlp
+from repro.models import EPOCH_PER_CALL, EpochAccuracy, batches, mlp
 
 CLAIM_ID = "deep-sigmoid-vs-relu"
 SLIDE = "Vanishing and Exploding Gradients"
@@ -125,6 +125,7 @@ def run(config: Config, seeds, out_dir):
             model.compile(
                 optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                steps_per_execution=EPOCH_PER_CALL,
             )
             record = EpochAccuracy(
                 {"train_accuracy": (x, y), "test_accuracy": (x_test, y_test)},
@@ -132,11 +133,8 @@ def run(config: Config, seeds, out_dir):
                 activation=activation,
             )
             model.fit(
-                x,
-                y,
-                batch_size=config.batch_size,
+                batches(x, y, config.batch_size, shuffle_seed=seed),
                 epochs=config.epochs,
-                shuffle=True,
                 verbose=0,
                 callbacks=[record],
             )

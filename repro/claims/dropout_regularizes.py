@@ -23,6 +23,13 @@ only by about 5% (median ratio 0.95; gap 0.65 at p = 0). The gap closes at rates
 where the network can no longer fit its training set, and there test accuracy is back at
 or below p = 0. So the gain in test accuracy from dropout is real but modest (about 2
 points), and most of the gap remains.
+
+Rule (4) is where the claim is fragile, and it fails in the committed results: 3 of 5
+seeds gain a point or more (gains 0.7 to 4.9 points, mean 2.3). Only the order in which
+the batches are drawn changed since a run that passed with 5 of 5 (gains 1.2 to 4.7
+points, mean 2.5; Keras' own shuffling of NumPy arrays, replaced by repro.models.batches
+for speed). A gain that a new data order can push below a point on two seeds out of
+five is not a reliable point per seed; the rules stay as they were written.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
-from repro.models import accuracy, mlp
+from repro.models import EPOCH_PER_CALL, accuracy, batches, mlp
 
 CLAIM_ID = "dropout-regularizes"
 SLIDE = "Dropout"
@@ -124,13 +131,13 @@ def run(config: Config, seeds, out_dir):
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True)] * len(networks),
+            steps_per_execution=EPOCH_PER_CALL,
         )
         model.fit(
-            x_pool[train],
-            [y_pool[train]] * len(networks),
-            batch_size=config.batch_size,
+            batches(
+                x_pool[train], [y_pool[train]] * len(networks), config.batch_size, shuffle_seed=seed
+            ),
             epochs=config.epochs,
-            shuffle=True,
             verbose=0,
         )
         for rate, network in zip(config.dropout_rates, networks, strict=True):

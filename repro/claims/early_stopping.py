@@ -43,7 +43,7 @@ from repro.harness import (
     seed_everything,
     write_csv,
 )
-from repro.models import EpochAccuracy, accuracy, adam_classifier
+from repro.models import EpochAccuracy, accuracy, adam_classifier, batches
 
 CLAIM_ID = "early-stopping"
 SLIDE = "Generalization in Deep Learning"
@@ -124,11 +124,9 @@ def train(config: Config, train_set, validation_set, seed: int, callbacks):
     seed_everything(seed)
     model = adam_classifier(train_set[0].shape[1], config.hidden, config.learning_rate)
     history = model.fit(
-        *train_set,
-        validation_data=validation_set,
-        batch_size=config.batch_size,
+        batches(*train_set, config.batch_size, shuffle_seed=seed),
+        validation_data=batches(*validation_set, len(validation_set[1])),
         epochs=config.max_epochs,
-        shuffle=True,
         verbose=0,
         callbacks=callbacks,
     )

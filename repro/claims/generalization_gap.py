@@ -42,7 +42,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
-from repro.models import accuracy, adam_classifier
+from repro.models import accuracy, adam_classifier, batches
 
 CLAIM_ID = "generalization-gap"
 SLIDE = "Generalization in Deep Learning"
@@ -102,7 +102,7 @@ class StopWhenFit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train_and_measure(config: Config, x, y, x_test, y_test) -> dict:
+def train_and_measure(config: Config, x, y, x_test, y_test, seed: int) -> dict:
     """Train a fresh MLP on (x, y) until it fits (or max_rounds); return steps and errors."""
     model = adam_classifier(x.shape[1], config.hidden, config.learning_rate)
     # A "round" is one Keras epoch over the set repeated to round_examples rows: small sets
@@ -110,11 +110,10 @@ def train_and_measure(config: Config, x, y, x_test, y_test) -> dict:
     # round, not per pass), and every round checks whether the set is fit.
     repeats = max(1, round(config.round_examples / len(y)))
     history = model.fit(
-        np.tile(x, (repeats, 1)),
-        np.tile(y, repeats),
-        batch_size=config.batch_size,
+        batches(
+            np.tile(x, (repeats, 1)), np.tile(y, repeats), config.batch_size, shuffle_seed=seed
+        ),
         epochs=config.max_rounds,
-        shuffle=True,
         verbose=0,
         callbacks=[StopWhenFit(x, y)],
     )
@@ -137,7 +136,7 @@ def run(config: Config, seeds, out_dir):
         for size in config.sizes:
             seed_everything(seed)
             subset = order[:size]
-            errors = train_and_measure(config, x[subset], y[subset], x_test, y_test)
+            errors = train_and_measure(config, x[subset], y[subset], x_test, y_test, seed)
             rows.append({"seed": seed, "train_size": size, **errors})
     write_csv(pd.DataFrame(rows), out_dir / "errors.csv")
 

@@ -65,7 +65,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
-from repro.models import EpochAccuracy, mlp
+from repro.models import EPOCH_PER_CALL, EpochAccuracy, batches, mlp
 
 CLAIM_ID = "initialization"
 SLIDE = "Numerical Stability and Initialization"
@@ -161,22 +161,20 @@ def compiled_trainer(config: Config, input_dim: int):
     trainer.compile(
         optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=EPOCH_PER_CALL,
     )
     trainer.optimizer.build(trainer.trainable_variables)
     return trainer, [variable.numpy() for variable in trainer.optimizer.variables]
 
 
-def train(trainer, fresh_state, initial_weights, config: Config, x, y, callbacks):
+def train(trainer, fresh_state, initial_weights, config: Config, x, y, seed: int, callbacks):
     """Train `trainer` from `initial_weights` as if it were a new model with a new optimizer."""
     trainer.set_weights(initial_weights)
     for variable, value in zip(trainer.optimizer.variables, fresh_state, strict=True):
         variable.assign(value)
     return trainer.fit(
-        x,
-        y,
-        batch_size=config.batch_size,
+        batches(x, y, config.batch_size, shuffle_seed=seed),
         epochs=config.epochs,
-        shuffle=True,
         verbose=0,
         callbacks=callbacks,
     )
@@ -207,7 +205,7 @@ def run(config: Config, seeds, out_dir):
                 for layer, std in enumerate(activation_stds(model, x[: config.probe_batch]))
             ]
             record = EpochAccuracy({"test_accuracy": (x_test, y_test)}, seed=seed, scheme=scheme)
-            history = train(trainer, fresh_state, model.get_weights(), config, x, y, [record])
+            history = train(trainer, fresh_state, model.get_weights(), config, x, y, seed, [record])
             curve = pd.DataFrame(record.rows).assign(train_loss=history.history["loss"])
             curves.append(curve)
             epochs = first_epoch_at(curve, config.target_accuracy)

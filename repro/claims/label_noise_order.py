@@ -49,7 +49,7 @@ from repro.harness import (
     seed_everything,
     write_csv,
 )
-from repro.models import EpochAccuracy, adam_classifier
+from repro.models import EpochAccuracy, adam_classifier, batches
 
 CLAIM_ID = "label-noise-order"
 SLIDE = "Generalization in Deep Learning"
@@ -145,11 +145,8 @@ def train_on_noisy_labels(config: Config, dataset: str, rate: float, epochs: int
         seed=seed,
     )
     model.fit(
-        x,
-        noisy_labels,
-        batch_size=config.batch_size,
+        batches(x, noisy_labels, config.batch_size, shuffle_seed=seed),
         epochs=epochs,
-        shuffle=True,
         verbose=0,
         callbacks=[tracker],
     )

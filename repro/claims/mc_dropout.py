@@ -50,7 +50,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
-from repro.models import mlp
+from repro.models import EPOCH_PER_CALL, batches, mlp
 
 CLAIM_ID = "mc-dropout"
 SLIDE = "Dropout"
@@ -140,13 +140,11 @@ def run(config: Config, seeds, out_dir):
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            steps_per_execution=EPOCH_PER_CALL,
         )
         model.fit(
-            x_train,
-            y_train,
-            batch_size=config.batch_size,
+            batches(x_train, y_train, config.batch_size, shuffle_seed=seed),
             epochs=config.epochs,
-            shuffle=True,
             verbose=0,
         )
         known = y_test < KNOWN_CLASSES

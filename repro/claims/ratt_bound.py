@@ -61,7 +61,7 @@ from repro.harness import (
     seed_everything,
     write_csv,
 )
-from repro.models import EpochAccuracy, adam_classifier
+from repro.models import EpochAccuracy, adam_classifier, batches
 
 CLAIM_ID = "ratt-bound"
 SLIDE = "Generalization in Deep Learning"
@@ -159,11 +159,8 @@ def run(config: Config, seeds, out_dir):
             }
         )
         model.fit(
-            x,
-            labels,
-            batch_size=config.batch_size,
+            batches(x, labels, config.batch_size, shuffle_seed=seed),
             epochs=config.epochs,
-            shuffle=True,
             verbose=0,
             callbacks=[tracker],
         )

@@ -22,8 +22,8 @@ Choices made here and why:
   hyperparameter. Its budget, max_epochs=3 and factor=3, gives exactly 6 trials per
   sweep (3 one-epoch trials, the best continued to 3 epochs, and 2 three-epoch trials):
   the same trial budget as the other two tuners. With other settings Hyperband repeats
-  its sweep and is cut at the trial budget. A trial costs about a second of compute
-  whatever its epochs (most of it is building and tracing the model), so the budget
+  its sweep and is cut at the trial budget. A trial costs 2 to 4 seconds whatever its
+  epochs (most of it building the model and tracing its training step), so the budget
   is counted in trials, and 6 trials x 3 tuners x 5 seeds is what the time budget of
   `make all` allows. The epoch budget is small (at most 3 epochs of 896 images), so the
   baseline's default learning rate is a real handicap: this is a claim about tuning
@@ -79,8 +79,8 @@ from repro.harness import (
     Rule,
     UsageError,
     Verdict,
+    choose_seeds,
     override,
-    parse_seeds,
     progress,
     read_csv,
     save_figure,
@@ -123,8 +123,7 @@ class Config:
     bayesian_initial_points: int = 3  # random trials before the Gaussian process takes over
     patience: int = 2  # EarlyStopping on validation accuracy inside every trial
     # 1258 training images - 362 = 896 = 7 x 128: every batch size divides the training
-    # set, so no trial retraces its training step for a smaller last batch (tracing, not
-    # training, is most of a trial's cost here).
+    # set, so every batch of every trial is a full one.
     validation_size: int = 362
 
     def __post_init__(self):
@@ -237,6 +236,8 @@ def hypermodel_class():
     import keras
     import keras_tuner
 
+    from repro.models import EPOCH_PER_CALL, batches
+
     class LectureHyperModel(keras_tuner.HyperModel):
         """The lecture's search space: architecture and regularization per layer, then SGD."""
 
@@ -299,6 +300,7 @@ def hypermodel_class():
                 optimizer=keras.optimizers.Adam(learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
+                steps_per_execution=EPOCH_PER_CALL,
             )
             return model
 
@@ -306,10 +308,15 @@ def hypermodel_class():
             # Hyperband passes its own `epochs` (and `initial_epoch`): that is its resource.
             if self.tune_epochs:
                 epochs = hp.get("epochs")
-            seed_everything(trial_seed(self.search_seed, hp.values) + 1)  # data order
+            data_seed = trial_seed(self.search_seed, hp.values) + 1
+            seed_everything(data_seed)
+            x_val, y_val = kwargs.pop("validation_data")
             started = time.perf_counter()
             history = model.fit(
-                x, y, batch_size=hp.get("batch_size"), epochs=epochs, shuffle=True, **kwargs
+                batches(x, y, hp.get("batch_size"), shuffle_seed=data_seed),
+                validation_data=batches(x_val, y_val, len(y_val)),  # one batch: one trace
+                epochs=epochs,
+                **kwargs,
             )
             seconds = time.perf_counter() - started
             log_fit(hp.values, seconds)
@@ -435,7 +442,6 @@ def search_kwargs(config: Config) -> dict:
         "x": x,
         "y": y,
         "validation_data": validation,
-        "validation_batch_size": len(validation[1]),  # one batch: one trace
         "callbacks": [early_stopping],
         "verbose": 0,
     }
@@ -444,6 +450,29 @@ def search_kwargs(config: Config) -> dict:
 def searches(config: Config, seeds) -> list[tuple[int, str]]:
     """Every (seed, tuner) search in the order all processes run them."""
     return [(seed, name) for seed in seeds for name in config.tuners]
+
+
+def search(tuner, kwargs: dict) -> None:
+    """Run the tuner's search to its trial budget, resuming it if it was started before."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        # The Bayesian oracle's Gaussian process warns when a length scale hits its bound,
+        # as it does on a handful of trials; the proposals stand.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        tuner.search(**kwargs)
+
+
+def search_shard(config: Config, seeds, shard: int, shards: int) -> None:
+    """Run every `shards`-th search, starting with number `shard` (1-based), to its end.
+
+    `make` runs the shards as separate processes side by side; `repro run tuning` then
+    finds every search finished in the work directory and only collects the results.
+    """
+    kwargs = search_kwargs(config)
+    mine = searches(config, seeds)[shard - 1 :: shards]
+    for seed, name in progress(mine, f"{CLAIM_ID} searches, shard {shard}/{shards}"):
+        search(make_tuner(name, config, seed), kwargs)
 
 
 # ---------------------------------------------------------------------- the claim
@@ -529,8 +558,6 @@ def train_baseline(config: Config, seed: int, kwargs: dict):
 
 
 def run(config: Config, seeds, out_dir):
-    from sklearn.exceptions import ConvergenceWarning
-
     from repro.models import accuracy
 
     if "KERASTUNER_ORACLE_IP" in os.environ:
@@ -554,11 +581,7 @@ def run(config: Config, seeds, out_dir):
         )
         for name in config.tuners:
             tuner = make_tuner(name, config, seed)
-            with warnings.catch_warnings():
-                # The Bayesian oracle's Gaussian process warns when a length scale hits
-                # its bound, as it does on a handful of trials; the proposals stand.
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                tuner.search(**kwargs)  # resumes a search left unfinished
+            search(tuner, kwargs)  # resumes a search left unfinished, if any
             trials += trial_rows(tuner, seed, name)
             best = best_trial(tuner)
             scores.append(
@@ -806,7 +829,7 @@ def distributed_role(config: Config, seeds, workers: int) -> None:
             serve_as_chief(tuner, ip, port, workers)
         else:
             tuner.save()  # its file tells a later local run to reload this project
-            tuner.search(**kwargs)
+            search(tuner, kwargs)
         print(f"{tuner_id}: search {index + 1} (seed {seed}, {name}) done", flush=True)
 
 
@@ -859,14 +882,28 @@ def launch_on_loopback(args, config: Config, seeds) -> int:
     return 0
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/5' -> (2, 5), with 1 <= 2 <= 5."""
+    shard, _, shards = text.partition("/")
+    if not (shard.isdigit() and shards.isdigit() and 1 <= int(shard) <= int(shards)):
+        raise UsageError(f"--shard must look like I/N with 1 <= I <= N, got {text!r}")
+    return int(shard), int(shards)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m repro.claims.tuning",
-        description="keras-tuner's distributed mode for the tuning claim.",
+        description=(
+            "The tuning claim's searches outside `repro run`: `distributed` runs them in "
+            "keras-tuner's distributed mode (`search` is one role of it), `shard` runs a "
+            "share of them in this process (`make` runs the shards side by side)."
+        ),
     )
-    parser.add_argument("command", choices=("distributed", "search"))
+    parser.add_argument("command", choices=("distributed", "search", "shard"))
     parser.add_argument("--profile", choices=tuple(PROFILES), default="quick")
     parser.add_argument("--seeds", help="e.g. 0-4 (default: the profile's seeds)")
+    parser.add_argument("--seed-offset", type=int, default=0, help="added to the default seeds")
+    parser.add_argument("--shard", default="1/1", help="I/N: searches I, I+N, I+2N, ... (shard)")
     parser.add_argument("--workers", type=int, default=2, help="number of worker processes")
     parser.add_argument("--port", type=int, default=8470, help="first port (distributed)")
     parser.add_argument("--out", type=Path, default=Path("results"))
@@ -878,7 +915,10 @@ def main(argv=None) -> int:
         if not 1024 <= args.port <= 65535:
             raise UsageError(f"--port must be between 1024 and 65535, got {args.port}")
         config = override(PROFILES[args.profile], args.settings)
-        seeds = parse_seeds(args.seeds) if args.seeds else SEEDS[args.profile]
+        seeds = choose_seeds(SEEDS[args.profile], args.seeds, args.seed_offset)
+        if args.command == "shard":
+            search_shard(config, seeds, *parse_shard(args.shard))
+            return 0
         if args.command == "search":
             distributed_role(config, seeds, args.workers)
             return 0
