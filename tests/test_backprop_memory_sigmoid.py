@@ -125,9 +125,9 @@ def test_memory_verdict_passes_on_the_predicted_table(small_runs):
     assert training_memory.verdict(small_runs / "training-memory").reproduced
 
 
-def test_memory_one_cell_in_a_fresh_process():
+def test_memory_one_cell_in_a_process_of_its_own():
     config = training_memory.Config(depths=(8, 16), batch_sizes=(2048, 4096))
-    (row,) = training_memory.measure_in_fresh_process(8, 2048, config, [3])
+    (row,) = training_memory.measure_in_own_processes([(8, 2048)], config, [3])
     assert row["seed"] == 3 and row["depth"] == 8 and row["batch_size"] == 2048
     assert row["train_peak_bytes"] > row["predict_peak_bytes"] > 0
     # the stored activations are measured, not just counted: within 30% at depth 8

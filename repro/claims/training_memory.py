@@ -9,15 +9,17 @@ computed. The extra memory of training should grow like depth x batch size, whic
 deep nets with big batches run out of memory.
 
 Experiment: a ReLU MLP (`repro.models.mlp`, `width` units per hidden layer) on random
-inputs, over a grid of depths and batch sizes. Each grid cell runs in a fresh Python
-process, so no cell's allocations (or its allocator's caches) can hide another's. In the
-cell's process one model is built and compiled; Keras' own `predict_on_batch` (the
-prediction step) and `train_on_batch` (forward, backward and SGD update: the training
-step) are each called twice to trace their graphs and build the optimizer. Then for every
-seed the model gets freshly seeded weights and data (same shapes, so nothing is retraced)
-and each step is measured once. The seeds are thus repeated measurements in one process;
-each measurement is relative to the memory in use just before its step, so what earlier
-seeds left behind is baseline, not signal.
+inputs, over a grid of depths and batch sizes. Each grid cell runs in a process of its
+own, so no cell's allocations (or its allocator's caches) can hide another's; the
+processes are forked from one server process (multiprocessing's forkserver) that has
+imported Keras and run nothing, which spares each cell the seconds of importing
+TensorFlow. In the cell's process one model is built and compiled; Keras' own
+`predict_on_batch` (the prediction step) and `train_on_batch` (forward, backward and SGD
+update: the training step) are each called twice to trace their graphs and build the
+optimizer. Then for every seed the model gets freshly seeded weights and data (same
+shapes, so nothing is retraced) and each step is measured once. The seeds are thus
+repeated measurements in one process; each measurement is relative to the memory in use
+just before its step, so what earlier seeds left behind is baseline, not signal.
 
 How memory is measured. On CPU, TensorFlow keeps no allocator statistics unless asked, so
 the measurement is the operating system's: the process's peak resident set size. Before a
@@ -26,8 +28,9 @@ resident size is read; after the step, the new high-water mark (VmHWM) minus tha
 size is the step's peak memory. For this to see tensors being freed, glibc must give large
 blocks back to the kernel. By default its mmap threshold grows after the first free, so a
 freed tensor stays resident, the next step reuses it, and the training step shows almost
-no growth (tried: 0 to 18 MiB at random for the same step). The worker process is
-therefore started with MALLOC_MMAP_THRESHOLD_ = 64 KiB, which fixes the threshold: every
+no growth (tried: 0 to 18 MiB at random for the same step). The server process, and so
+every cell's process forked from it, is therefore started with MALLOC_MMAP_THRESHOLD_ =
+64 KiB, which fixes the threshold: every
 tensor above that size gets its own mapping that returns to the kernel when freed, and
 resident memory tracks the live tensors. Activations are large (0.5 MiB and up per layer)
 so that they dominate the few hundred KiB of noise.
@@ -60,14 +63,10 @@ columns of the CSVs differ slightly from run to run; no verdict is near that noi
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
+import multiprocessing
 import os
-import subprocess
-import sys
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -217,19 +216,31 @@ def measure_cell(depth: int, batch_size: int, config: Config, seeds) -> list[dic
     return rows
 
 
-def measure_in_fresh_process(depth: int, batch_size: int, config: Config, seeds) -> list[dict]:
-    """`measure_cell` in a new interpreter whose glibc hands large blocks back when freed."""
-    request = {"depth": depth, "batch_size": batch_size, "config": asdict(config), "seeds": seeds}
-    done = subprocess.run(
-        [sys.executable, "-m", __name__, json.dumps(request)],
-        env=os.environ | {"MALLOC_MMAP_THRESHOLD_": str(MALLOC_MMAP_THRESHOLD)},
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"memory worker (depth {depth}, batch {batch_size}):\n{done.stderr}")
-    return json.loads(done.stdout.splitlines()[-1])
+def measure_in_own_processes(cells, config: Config, seeds) -> list[dict]:
+    """`measure_cell` for every (depth, batch size) cell, each in a process of its own.
+
+    The processes are forked by a server process started with the glibc setting that
+    hands large blocks back when freed (the variable is read once, when a process starts).
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["keras", __name__])
+    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(MALLOC_MMAP_THRESHOLD)
+    try:
+        # One process per cell: a worker is replaced after every task.
+        with context.Pool(1, maxtasksperchild=1) as pool:
+            tasks = [(depth, batch_size, config, seeds) for depth, batch_size in cells]
+            done = pool.imap(_measure_task, tasks)
+            return [row for rows in progress(done, CLAIM_ID, total=len(tasks)) for row in rows]
+    finally:
+        if saved is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+
+
+def _measure_task(task) -> list[dict]:
+    return measure_cell(*task)
 
 
 # -------------------------------------------------------------------------- the claim
@@ -271,9 +282,7 @@ def per_layer(measurements: pd.DataFrame) -> pd.DataFrame:
 
 def run(config: Config, seeds, out_dir):
     cells = [(depth, batch) for depth in config.depths for batch in config.batch_sizes]
-    rows = []
-    for depth, batch_size in progress(cells, CLAIM_ID):
-        rows += measure_in_fresh_process(depth, batch_size, config, list(seeds))
+    rows = measure_in_own_processes(cells, config, list(seeds))
     measurements = pd.DataFrame(rows).sort_values(["seed", "depth", "batch_size"])
     measurements = measurements.reset_index(drop=True)
     write_csv(measurements, out_dir / "measurements.csv")
@@ -414,17 +423,3 @@ def plot(out_dir):
     layers.legend(fontsize=7, loc="upper left")
     fig.subplots_adjust(top=0.8)  # room for the two-line title
     save_figure(fig, out_dir / "memory.png")
-
-
-def _worker(request_json: str) -> None:
-    """Entry point of the fresh process: measure one cell, print its rows as JSON."""
-    request = json.loads(request_json)
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in request["config"].items()}
-    rows = measure_cell(request["depth"], request["batch_size"], Config(**fields), request["seeds"])
-    print(json.dumps(rows))
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="measure one grid cell (internal worker)")
-    parser.add_argument("request", help="JSON with depth, batch_size, config and seeds")
-    _worker(parser.parse_args().request)
