@@ -30,10 +30,10 @@ blocks back to the kernel. By default its mmap threshold grows after the first f
 freed tensor stays resident, the next step reuses it, and the training step shows almost
 no growth (tried: 0 to 18 MiB at random for the same step). The server process, and so
 every cell's process forked from it, is therefore started with MALLOC_MMAP_THRESHOLD_ =
-64 KiB, which fixes the threshold: every
-tensor above that size gets its own mapping that returns to the kernel when freed, and
-resident memory tracks the live tensors. Activations are large (0.5 MiB and up per layer)
-so that they dominate the few hundred KiB of noise.
+64 KiB, which fixes the threshold: every tensor above that size gets its own mapping
+that returns to the kernel when freed, and resident memory tracks the live tensors.
+Activations are large (0.5 MiB and up per layer) so that they dominate the few hundred
+KiB of noise.
 
 What is counted. The backward pass must keep, per hidden layer, its ReLU output (batch x
 width float32 numbers), which is also the next layer's input, and the softmax of the
