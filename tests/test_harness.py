@@ -5,7 +5,15 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from repro.harness import Rule, UsageError, Verdict, override, parse_seeds, write_csv
+from repro.harness import (
+    Rule,
+    UsageError,
+    Verdict,
+    choose_seeds,
+    override,
+    parse_seeds,
+    write_csv,
+)
 
 
 def test_atomic_write_leaves_no_partial_file_when_the_writer_raises(tmp_path, monkeypatch):
@@ -44,6 +52,14 @@ class Toy:
     def __post_init__(self):
         if not 0 <= self.rate < 1:
             raise ValueError(f"rate must be in [0, 1), got {self.rate}")
+
+
+def test_choose_seeds_takes_given_seeds_or_shifts_the_profile_s():
+    assert choose_seeds((0, 1, 2), None, 0) == (0, 1, 2)
+    assert choose_seeds((0, 1, 2), None, 1000) == (1000, 1001, 1002)
+    assert choose_seeds((0, 1, 2), "7-8", 0) == (7, 8)
+    with pytest.raises(UsageError, match="not both"):
+        choose_seeds((0, 1, 2), "7-8", 1000)
 
 
 def test_override_converts_types_and_runs_the_config_validation():
