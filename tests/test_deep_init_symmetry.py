@@ -214,11 +214,11 @@ def test_reused_trainer_trains_exactly_like_a_new_model():
         history = model.fit(batches(x, y, config.batch_size, shuffle_seed=7), epochs=2, verbose=0)
         return history.history["loss"]
 
-    trainer, fresh_state = init.compiled_trainer(config, x.shape[1])
+    trainer = init.compiled_trainer(config, x.shape[1])
     for _ in range(2):  # the second run must not inherit the first run's momentum
         seed_everything(7)
         start = mlp(x.shape[1], 10, hidden=(16,) * 3, kernel_initializer="he_normal")
-        history = init.train(trainer, fresh_state, start.get_weights(), config, x, y, 7, [])
+        history = init.train(trainer, start.get_weights(), config, x, y, 7, [])
         assert history.history["loss"] == new_model_losses()
 
 

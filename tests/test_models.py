@@ -1,11 +1,12 @@
-"""The shared training path: the batch pipeline and whole epochs per call of the step."""
+"""The shared training path: the batch pipelines, whole epochs per call of the step, and
+one compiled model restarted for many runs."""
 
 import keras
 import numpy as np
 
 from repro.data import digits
 from repro.harness import seed_everything
-from repro.models import EPOCH_PER_CALL, adam_classifier, batches
+from repro.models import EPOCH_PER_CALL, Retrainable, adam_classifier, batches, repeated_batch
 
 
 def epoch_orders(data, epochs: int) -> list[list[int]]:
@@ -43,3 +44,39 @@ def test_a_whole_epoch_per_call_trains_exactly_like_one_batch_per_call():
     assert loss_one == loss_epoch
     for one, epoch in zip(weights_one, weights_epoch, strict=True):
         np.testing.assert_array_equal(one, epoch)
+
+
+def test_repeated_batch_is_the_whole_set_every_step():
+    x, y = np.arange(6, dtype="float32").reshape(3, 2), np.arange(3)
+    steps = list(repeated_batch(x, [y, y], 4))
+    assert len(steps) == 4
+    for inputs, (first, second) in steps:
+        np.testing.assert_array_equal(inputs, x)
+        np.testing.assert_array_equal(first, y)
+        np.testing.assert_array_equal(second, y)
+
+
+def test_a_restarted_model_trains_exactly_like_a_new_one():
+    x, y, _, _ = digits()
+    x, y = x[:200], y[:200]
+
+    def fit(model, seed):
+        history = model.fit(batches(x, y, 16, shuffle_seed=seed), epochs=3, verbose=0)
+        return history.history["loss"], model.get_weights()
+
+    def new_model(seed):
+        seed_everything(seed)
+        return adam_classifier(x.shape[1], (32,), 1e-2)
+
+    net = Retrainable(lambda: adam_classifier(x.shape[1], (32,), 1e-2))
+    train_functions = set()
+    for seed in (3, 4, 3):  # each run after other runs of the same compiled model
+        (new_loss, new_weights), (loss, weights) = (
+            fit(new_model(seed), seed),
+            fit(net.restart(seed), seed),
+        )
+        assert loss == new_loss
+        for got, want in zip(weights, new_weights, strict=True):
+            np.testing.assert_array_equal(got, want)
+        train_functions.add(net.model.train_function)
+    assert len(train_functions) == 1  # one compiled step served every run

@@ -120,6 +120,37 @@ def test_trial_seed_depends_on_the_values_and_the_search_seed_only():
     assert tuning.keras_tuner_seed(1) - tuning.keras_tuner_seed(0) > 10_000
 
 
+def test_the_bayesian_oracle_predicts_exactly_as_scikit_learn_does():
+    import keras_tuner
+    import numpy as np
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    oracle = tuning.bayesian_oracle_class()(
+        objective=keras_tuner.Objective("score", "max"), max_trials=2, seed=3
+    )
+    stock = GaussianProcessRegressor(**oracle.gpr.get_params(deep=False))
+    assert type(oracle.gpr) is not GaussianProcessRegressor
+    rng = np.random.default_rng(0)
+    x_train, y_train = rng.random((6, 5)), rng.random(6)
+    # One point at a time as the oracle asks, a batch, and the training points themselves,
+    # where the variance is about zero and may come out negative before clipping.
+    queries = [rng.random((1, 5)) for _ in range(20)] + [rng.random((7, 5)), x_train]
+
+    def assert_same_predictions(query):
+        mean, std = oracle.gpr.predict(query, return_std=True)
+        stock_mean, stock_std = stock.predict(query, return_std=True)
+        np.testing.assert_array_equal(mean, stock_mean)
+        np.testing.assert_array_equal(std, stock_std)
+        np.testing.assert_array_equal(oracle.gpr.predict(query), stock.predict(query))
+
+    for query in queries[:2]:  # before fitting: the prior, left to scikit-learn
+        assert_same_predictions(query)
+    oracle.gpr.fit(x_train, y_train)
+    stock.fit(x_train, y_train)
+    for query in queries:
+        assert_same_predictions(query)
+
+
 def write_scores(out_dir: Path, rows) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(

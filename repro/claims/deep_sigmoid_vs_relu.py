@@ -29,6 +29,7 @@ that this claim is about.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import keras
 import numpy as np
@@ -44,11 +45,10 @@ from repro.harness import (
     read_csv,
     save_figure,
     seed_agreement,
-    seed_everything,
     spread,
     write_csv,
 )
-from repro.models import EPOCH_PER_CALL, EpochAccuracy, batches, mlp
+from repro.models import EPOCH_PER_CALL, EpochAccuracy, Retrainable, batches, mlp
 
 CLAIM_ID = "deep-sigmoid-vs-relu"
 SLIDE = "Vanishing and Exploding Gradients"
@@ -106,15 +106,24 @@ def kernel_gradient_norms(model, x, y) -> list[float]:
     return [float(tf.norm(gradient)) for gradient in tape.gradient(value, kernels)]
 
 
+def compiled_net(config: Config, input_dim: int, activation: str) -> keras.Model:
+    model = mlp(input_dim, CLASSES, hidden=(config.width,) * config.depth, activation=activation)
+    model.compile(
+        optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=EPOCH_PER_CALL,
+    )
+    return model
+
+
 def run(config: Config, seeds, out_dir):
     x, y, x_test, y_test = digits()
+    # One compiled net per activation, restarted afresh for every seed.
+    nets = {a: Retrainable(partial(compiled_net, config, x.shape[1], a)) for a in ACTIVATIONS}
     gradients, curves = [], []
     for seed in progress(seeds, CLAIM_ID):
         for activation in ACTIVATIONS:
-            seed_everything(seed)
-            model = mlp(
-                x.shape[1], CLASSES, hidden=(config.width,) * config.depth, activation=activation
-            )
+            model = nets[activation].restart(seed)
             norms = kernel_gradient_norms(
                 model, x[: config.gradient_batch], y[: config.gradient_batch]
             )
@@ -122,11 +131,6 @@ def run(config: Config, seeds, out_dir):
                 {"seed": seed, "activation": activation, "layer": layer, "gradient_norm": norm}
                 for layer, norm in enumerate(norms, start=1)
             ]
-            model.compile(
-                optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                steps_per_execution=EPOCH_PER_CALL,
-            )
             record = EpochAccuracy(
                 {"train_accuracy": (x, y), "test_accuracy": (x_test, y_test)},
                 seed=seed,

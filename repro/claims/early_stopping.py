@@ -25,6 +25,7 @@ just before the end). patience_table.csv summarizes over seeds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import keras
 import matplotlib.pyplot as plt
@@ -40,10 +41,9 @@ from repro.harness import (
     progress,
     read_csv,
     save_figure,
-    seed_everything,
     write_csv,
 )
-from repro.models import EpochAccuracy, accuracy, adam_classifier, batches
+from repro.models import EpochAccuracy, Retrainable, accuracy, adam_classifier, batches
 
 CLAIM_ID = "early-stopping"
 SLIDE = "Generalization in Deep Learning"
@@ -119,10 +119,10 @@ MIN_GAIN = 0.0
 MAX_EPOCH_FRACTION = 0.75
 
 
-def train(config: Config, train_set, validation_set, seed: int, callbacks):
-    """A fresh net, trained for at most max_epochs; the same start and data order per seed."""
-    seed_everything(seed)
-    model = adam_classifier(train_set[0].shape[1], config.hidden, config.learning_rate)
+def train(config: Config, net: Retrainable, train_set, validation_set, seed: int, callbacks):
+    """The shared net restarted as a fresh one, trained for at most max_epochs: every run of
+    a seed starts from the same weights and sees the same data order."""
+    model = net.restart(seed)
     history = model.fit(
         batches(*train_set, config.batch_size, shuffle_seed=seed),
         validation_data=batches(*validation_set, len(validation_set[1])),
@@ -135,6 +135,9 @@ def train(config: Config, train_set, validation_set, seed: int, callbacks):
 
 def run(config: Config, seeds, out_dir):
     x_pool, y_pool, x_test, y_test = digits()
+    net = Retrainable(
+        partial(adam_classifier, x_pool.shape[1], config.hidden, config.learning_rate)
+    )
     stopping, full_curves = [], []
     for seed in progress(seeds, CLAIM_ID):
         rng = np.random.default_rng(seed)
@@ -146,7 +149,7 @@ def run(config: Config, seeds, out_dir):
         y_val, _ = randomize_labels(y_pool[val_index], config.noise_rate, rng)
 
         tracker = EpochAccuracy({"test_accuracy": (x_test, y_test)}, seed=seed)
-        model, history = train(config, (x, y), (x_val, y_val), seed, [tracker])
+        model, history = train(config, net, (x, y), (x_val, y_val), seed, [tracker])
         full_accuracy = accuracy(model, x_test, y_test)
         curve = pd.DataFrame(tracker.rows)
         curve.insert(2, "val_accuracy", history.history["val_accuracy"])
@@ -160,7 +163,7 @@ def run(config: Config, seeds, out_dir):
                 patience=patience,
                 restore_best_weights=True,
             )
-            model, history = train(config, (x, y), (x_val, y_val), seed, [stopper])
+            model, history = train(config, net, (x, y), (x_val, y_val), seed, [stopper])
             early_accuracy = accuracy(model, x_test, y_test)
             epochs_trained = len(history.epoch)
             stopping.append(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import keras
 import numpy as np
@@ -38,11 +39,10 @@ from repro.harness import (
     read_csv,
     save_figure,
     seed_agreement,
-    seed_everything,
     spread,
     write_csv,
 )
-from repro.models import accuracy, adam_classifier, batches
+from repro.models import Retrainable, accuracy, adam_classifier, batches
 
 CLAIM_ID = "generalization-gap"
 SLIDE = "Generalization in Deep Learning"
@@ -102,9 +102,9 @@ class StopWhenFit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train_and_measure(config: Config, x, y, x_test, y_test, seed: int) -> dict:
-    """Train a fresh MLP on (x, y) until it fits (or max_rounds); return steps and errors."""
-    model = adam_classifier(x.shape[1], config.hidden, config.learning_rate)
+def train_and_measure(config: Config, net: Retrainable, x, y, x_test, y_test, seed: int) -> dict:
+    """Train the MLP afresh on (x, y) until it fits (or max_rounds); return steps and errors."""
+    model = net.restart(seed)
     # A "round" is one Keras epoch over the set repeated to round_examples rows: small sets
     # then cost no more per step than large ones (Keras' per-epoch overhead is paid per
     # round, not per pass), and every round checks whether the set is fit.
@@ -130,13 +130,13 @@ def train_and_measure(config: Config, x, y, x_test, y_test, seed: int) -> dict:
 
 def run(config: Config, seeds, out_dir):
     x, y, x_test, y_test = digits()
+    net = Retrainable(partial(adam_classifier, x.shape[1], config.hidden, config.learning_rate))
     rows = []
     for seed in progress(seeds, CLAIM_ID):
         order = np.random.default_rng(seed).permutation(len(y))
         for size in config.sizes:
-            seed_everything(seed)
             subset = order[:size]
-            errors = train_and_measure(config, x[subset], y[subset], x_test, y_test, seed)
+            errors = train_and_measure(config, net, x[subset], y[subset], x_test, y_test, seed)
             rows.append({"seed": seed, "train_size": size, **errors})
     write_csv(pd.DataFrame(rows), out_dir / "errors.csv")
 

@@ -65,7 +65,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
-from repro.models import EPOCH_PER_CALL, EpochAccuracy, batches, mlp
+from repro.models import EPOCH_PER_CALL, EpochAccuracy, Retrainable, batches, mlp
 
 CLAIM_ID = "initialization"
 SLIDE = "Numerical Stability and Initialization"
@@ -151,28 +151,24 @@ def first_epoch_at(curve: pd.DataFrame, target: float) -> float:
     return float(reached["epoch"].min()) if len(reached) else np.nan
 
 
-def compiled_trainer(config: Config, input_dim: int):
-    """One compiled net that every run trains, so that its train step is traced only once.
+def compiled_trainer(config: Config, input_dim: int) -> Retrainable:
+    """One compiled net that every run trains from its own initial weights."""
 
-    Returns the net and its optimizer's freshly built state (step count, momenta, learning
-    rate), which `train` restores before each run.
-    """
-    trainer = mlp(input_dim, CLASSES, hidden=(config.width,) * config.depth)
-    trainer.compile(
-        optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        steps_per_execution=EPOCH_PER_CALL,
-    )
-    trainer.optimizer.build(trainer.trainable_variables)
-    return trainer, [variable.numpy() for variable in trainer.optimizer.variables]
+    def build():
+        trainer = mlp(input_dim, CLASSES, hidden=(config.width,) * config.depth)
+        trainer.compile(
+            optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            steps_per_execution=EPOCH_PER_CALL,
+        )
+        return trainer
+
+    return Retrainable(build)
 
 
-def train(trainer, fresh_state, initial_weights, config: Config, x, y, seed: int, callbacks):
-    """Train `trainer` from `initial_weights` as if it were a new model with a new optimizer."""
-    trainer.set_weights(initial_weights)
-    for variable, value in zip(trainer.optimizer.variables, fresh_state, strict=True):
-        variable.assign(value)
-    return trainer.fit(
+def train(trainer: Retrainable, initial_weights, config: Config, x, y, seed: int, callbacks):
+    """Train the shared net from `initial_weights` as if it were a new model."""
+    return trainer.restart_from(initial_weights).fit(
         batches(x, y, config.batch_size, shuffle_seed=seed),
         epochs=config.epochs,
         verbose=0,
@@ -182,7 +178,7 @@ def train(trainer, fresh_state, initial_weights, config: Config, x, y, seed: int
 
 def run(config: Config, seeds, out_dir):
     x, y, x_test, y_test = digits()
-    trainer, fresh_state = compiled_trainer(config, x.shape[1])
+    trainer = compiled_trainer(config, x.shape[1])
     scales, curves, targets = [], [], []
     for seed in progress(seeds, CLAIM_ID):
         for scheme, initializer in SCHEMES.items():
@@ -205,7 +201,7 @@ def run(config: Config, seeds, out_dir):
                 for layer, std in enumerate(activation_stds(model, x[: config.probe_batch]))
             ]
             record = EpochAccuracy({"test_accuracy": (x_test, y_test)}, seed=seed, scheme=scheme)
-            history = train(trainer, fresh_state, model.get_weights(), config, x, y, seed, [record])
+            history = train(trainer, model.get_weights(), config, x, y, seed, [record])
             curve = pd.DataFrame(record.rows).assign(train_loss=history.history["loss"])
             curves.append(curve)
             epochs = first_epoch_at(curve, config.target_accuracy)

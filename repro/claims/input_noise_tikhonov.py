@@ -45,6 +45,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
+from repro.models import EPOCH_PER_CALL, repeated_batch
 
 CLAIM_ID = "input-noise-tikhonov"
 SLIDE = "Dropout"
@@ -121,23 +122,19 @@ def noise_model(config: Config):
         decay_steps=config.steps,
         decay_rate=config.final_learning_rate / config.learning_rate,
     )
-    model.compile(optimizer=keras.optimizers.SGD(schedule), loss=["mse"] * len(heads))
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedule),
+        loss=["mse"] * len(heads),
+        steps_per_execution=EPOCH_PER_CALL,
+    )
     return model, heads
 
 
 def train_with_input_noise(model, heads, x, y, config: Config) -> list[np.ndarray]:
-    repeats = config.copies * config.steps
-    x_repeated = np.tile(x.astype("float32"), (repeats, 1))
-    y_repeated = np.tile(y.astype("float32")[:, None], (repeats, 1))
     # One Keras epoch of `steps` batches, each the data set `copies` times with fresh noise.
-    model.fit(
-        x_repeated,
-        [y_repeated] * len(heads),
-        batch_size=config.copies * len(x),
-        epochs=1,
-        shuffle=False,
-        verbose=0,
-    )
+    x_copies = np.tile(x.astype("float32"), (config.copies, 1))
+    y_copies = np.tile(y.astype("float32")[:, None], (config.copies, 1))
+    model.fit(repeated_batch(x_copies, [y_copies] * len(heads), config.steps), verbose=0)
     return [np.asarray(head.kernel, dtype=np.float64)[:, 0] for head in heads]
 
 

@@ -55,6 +55,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
+from repro.models import EPOCH_PER_CALL, repeated_batch
 
 CLAIM_ID = "l1-vs-l2"
 SLIDE = "Weight Decay"
@@ -153,11 +154,13 @@ def train(x, y, config: Config):
         decay_steps=config.steps,
         decay_rate=config.final_learning_rate / config.learning_rate,
     )
-    model.compile(optimizer=keras.optimizers.SGD(schedule), loss=["mse", "mse"])
-    # The data set repeated once per step, one full batch each, within a single Keras epoch.
-    x_repeated = np.tile(x.astype("float32"), (config.steps, 1))
-    y_repeated = np.tile(y.astype("float32")[:, None], (config.steps, 1))
-    model.fit(x_repeated, [y_repeated] * 2, batch_size=len(x), epochs=1, shuffle=False, verbose=0)
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedule),
+        loss=["mse", "mse"],
+        steps_per_execution=EPOCH_PER_CALL,
+    )
+    targets = y.astype("float32")[:, None]
+    model.fit(repeated_batch(x.astype("float32"), [targets] * 2, config.steps), verbose=0)
     return [np.asarray(head.kernel, dtype=np.float64)[:, 0] for head in heads]
 
 

@@ -33,6 +33,7 @@ the same Adam setup, so the difference between them is the data, not the optimiz
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -46,10 +47,9 @@ from repro.harness import (
     progress,
     read_csv,
     save_figure,
-    seed_everything,
     write_csv,
 )
-from repro.models import EpochAccuracy, adam_classifier, batches
+from repro.models import EpochAccuracy, Retrainable, adam_classifier, batches
 
 CLAIM_ID = "label-noise-order"
 SLIDE = "Generalization in Deep Learning"
@@ -122,7 +122,9 @@ MIN_TEST_DROP = 0.05
 JUDGED_DATASET = "digits"
 
 
-def train_on_noisy_labels(config: Config, dataset: str, rate: float, epochs: int, seed: int):
+def train_on_noisy_labels(
+    config: Config, net: Retrainable, dataset: str, rate: float, epochs: int, seed: int
+):
     """One run: draw the subset and its noise, train, return (per-epoch rows, noise rows)."""
     x_all, y_all, x_test, y_test = DATASETS[dataset]()
     rng = np.random.default_rng([seed, list(DATASETS).index(dataset), round(rate * 1000)])
@@ -131,8 +133,7 @@ def train_on_noisy_labels(config: Config, dataset: str, rate: float, epochs: int
     noisy_labels, noisy = randomize_labels(y, rate, rng)
     clean = np.setdiff1d(np.arange(len(y)), noisy)
 
-    seed_everything(seed)
-    model = adam_classifier(x.shape[1], config.hidden, config.learning_rate)
+    model = net.restart(seed)
     tracker = EpochAccuracy(
         {
             "clean_accuracy": (x[clean], y[clean]),
@@ -166,10 +167,19 @@ def train_on_noisy_labels(config: Config, dataset: str, rate: float, epochs: int
 def run(config: Config, seeds, out_dir):
     runs = [("digits", rate, config.epochs) for rate in config.noise_rates]
     runs.append(("mnist1d", config.mnist1d_noise_rate, config.mnist1d_epochs))
+    # One compiled net per data set (their inputs differ), restarted for every run.
+    nets = {
+        dataset: Retrainable(
+            partial(adam_classifier, load()[0].shape[1], config.hidden, config.learning_rate)
+        )
+        for dataset, load in DATASETS.items()
+    }
     curves, noise_tables = [], []
     for seed in progress(seeds, CLAIM_ID):
         for dataset, rate, epochs in runs:
-            rows, noise_rows = train_on_noisy_labels(config, dataset, rate, epochs, seed)
+            rows, noise_rows = train_on_noisy_labels(
+                config, nets[dataset], dataset, rate, epochs, seed
+            )
             curves += rows
             noise_tables.append(noise_rows)
     write_csv(pd.DataFrame(curves), out_dir / "curves.csv")

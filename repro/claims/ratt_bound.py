@@ -45,6 +45,7 @@ labels are still unfit (E_R near 1/2, reported).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -58,10 +59,9 @@ from repro.harness import (
     read_csv,
     save_figure,
     seed_agreement,
-    seed_everything,
     write_csv,
 )
-from repro.models import EpochAccuracy, adam_classifier, batches
+from repro.models import EpochAccuracy, Retrainable, adam_classifier, batches
 
 CLAIM_ID = "ratt-bound"
 SLIDE = "Generalization in Deep Learning"
@@ -141,6 +141,9 @@ def run(config: Config, seeds, out_dir):
     y, y_test = binary(digit), binary(digit_test)
     m = config.random_size
     n = len(y) - m
+    net = Retrainable(
+        partial(adam_classifier, x.shape[1], config.hidden, config.learning_rate, num_classes=2)
+    )
     frames = []
     for seed in progress(seeds, CLAIM_ID):
         rng = np.random.default_rng(seed)
@@ -149,8 +152,7 @@ def run(config: Config, seeds, out_dir):
         labels = y.copy()
         labels[randomized] = rng.integers(0, 2, size=m)  # fair coins, independent of x
 
-        seed_everything(seed)
-        model = adam_classifier(x.shape[1], config.hidden, config.learning_rate, num_classes=2)
+        model = net.restart(seed)
         tracker = EpochAccuracy(
             {
                 "clean": (x[clean], labels[clean]),

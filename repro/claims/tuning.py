@@ -80,6 +80,7 @@ from repro.harness import (
     UsageError,
     Verdict,
     choose_seeds,
+    freeze_imported_objects,
     override,
     progress,
     read_csv,
@@ -329,11 +330,37 @@ def hypermodel_class():
     return LectureHyperModel
 
 
+def quick_predict_gpr_class():
+    from scipy.linalg import solve_triangular
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    class QuickPredictGPR(GaussianProcessRegressor):
+        """scikit-learn's Gaussian process whose fitted predict(x, return_std=True) skips
+        scikit-learn's input checks, and otherwise does the same arithmetic (tested equal).
+
+        keras-tuner's Bayesian oracle calls it on one point at a time, about 24,000 times
+        per proposal (50 L-BFGS restarts, each gradient taken by finite differences), and
+        the checks took 85% of each call: a third of all the tuning claim's time.
+        """
+
+        def predict(self, X, return_std=False, return_cov=False):
+            if not return_std or return_cov or not hasattr(self, "X_train_"):
+                return super().predict(X, return_std=return_std, return_cov=return_cov)
+            k = self.kernel_(X, self.X_train_)
+            mean = self._y_train_std * (k @ self.alpha_) + self._y_train_mean
+            v = solve_triangular(self.L_, k.T, lower=True, check_finite=False)
+            variance = self.kernel_.diag(X) - np.einsum("ij,ji->i", v.T, v)
+            return mean, np.sqrt(np.maximum(variance, 0.0) * self._y_train_std**2)
+
+    return QuickPredictGPR
+
+
 def bayesian_oracle_class():
     import keras_tuner
 
     class ResumableBayesianOracle(keras_tuner.oracles.BayesianOptimizationOracle):
-        """keras-tuner's Bayesian oracle with its restart points seeded by the trial count.
+        """keras-tuner's Bayesian oracle with its restart points seeded by the trial count,
+        and its Gaussian process predicting without input checks.
 
         The stock oracle draws the optimizer's restart points from one generator that a
         reload starts afresh, so a resumed search would propose other configurations.
@@ -342,6 +369,10 @@ def bayesian_oracle_class():
         def populate_space(self, trial_id):
             self._random_state = np.random.RandomState(self.seed + len(self.trials))
             return super().populate_space(trial_id)
+
+        def _make_gpr(self):
+            stock = super()._make_gpr()
+            return quick_predict_gpr_class()(**stock.get_params(deep=False))
 
     return ResumableBayesianOracle
 
@@ -916,6 +947,8 @@ def main(argv=None) -> int:
             raise UsageError(f"--port must be between 1024 and 65535, got {args.port}")
         config = override(PROFILES[args.profile], args.settings)
         seeds = choose_seeds(SEEDS[args.profile], args.seeds, args.seed_offset)
+        if args.command != "distributed":  # this process runs searches, as `repro run` does
+            freeze_imported_objects()
         if args.command == "shard":
             search_shard(config, seeds, *parse_shard(args.shard))
             return 0

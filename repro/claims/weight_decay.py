@@ -57,6 +57,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
+from repro.models import repeated_batch
 
 CLAIM_ID = "weight-decay"
 SLIDE = "Weight Decay"
@@ -153,7 +154,12 @@ def decay_model(lambdas, config: Config):
         for i, lam in enumerate(lambdas)
     ]
     model = keras.Model(inputs, [head(inputs) for head in heads])
-    model.compile(optimizer=keras.optimizers.SGD(config.learning_rate), loss=["mse"] * len(heads))
+    model.compile(
+        optimizer=keras.optimizers.SGD(config.learning_rate),
+        loss=["mse"] * len(heads),
+        # One compiled call per point of the loss curves, which are recorded between calls.
+        steps_per_execution=config.record_every,
+    )
     return model, heads
 
 
@@ -230,15 +236,7 @@ def sweep(model, heads, x, y, validation, test, config: Config, seed: int):
     curves = LossCurves(heads, config.lambdas, (x, y), test, config.record_every, seed)
     # The training set repeated once per epoch, one full batch each: every step of this
     # single Keras epoch is one epoch of full-batch gradient descent.
-    model.fit(
-        np.tile(x, (config.epochs, 1)),
-        [np.tile(y, (config.epochs, 1))] * len(heads),
-        batch_size=len(x),
-        epochs=1,
-        shuffle=False,
-        verbose=0,
-        callbacks=[curves],
-    )
+    model.fit(repeated_batch(x, [y] * len(heads), config.epochs), verbose=0, callbacks=[curves])
     final = pd.DataFrame(
         {
             "seed": seed,
