@@ -114,10 +114,7 @@ def batches(x, y, batch_size: int, shuffle_seed: int | None = None):
 def repeated_batch(x, y, steps: int):
     """(x, y) whole as one batch, `steps` times: full-batch gradient descent as one Keras
     epoch, which steps_per_execution=EPOCH_PER_CALL runs without returning to Python."""
-    import tensorflow as tf
-
-    targets = tuple(y) if isinstance(y, list) else y
-    return tf.data.Dataset.from_tensors((x, targets)).repeat(steps)
+    return batches(x, y, len(x)).repeat(steps)
 
 
 class Retrainable:
