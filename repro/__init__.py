@@ -1,0 +1,15 @@
+"""repro: the claims of a lecture on training neural networks as Keras experiments.
+
+Process-wide settings that must be in place before TensorFlow is first imported, by
+whichever module imports it first.
+"""
+
+import os
+
+# One thread per op and per op pool: runs are then deterministic and independent claims
+# get their speed from separate processes (make -j) instead of from threads.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ start-up lines; errors still raise
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+from decimal import Decimal
 from pathlib import Path
 
 from repro import claims
@@ -17,6 +20,62 @@ CLAIM_RECORDS = ("verdict.json", "provenance.json")
 def expected_files(claim) -> list[str]:
     """Every file a claim's run leaves in its directory."""
     return [*claim.TABLES, *claim.FIGURES, *getattr(claim, "EXTRA_FILES", ()), *CLAIM_RECORDS]
+
+
+# Recomputed numbers must agree with the recorded ones to this relative tolerance. The same
+# CSVs reduced on another CPU (other SIMD widths, other summation orders) differ in the last
+# bits: a float64 sum of n terms moves by at most about n * 1.1e-16, under 1e-10 for the
+# tables here, while any edit that could matter to a verdict moves a number far more.
+RELATIVE_TOLERANCE = 1e-9
+ABSOLUTE_TOLERANCE = 1e-12  # for statistics that are zero up to rounding
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _same_text(recorded: str, recomputed: str) -> bool:
+    """Equal text, except that a rounded number printed in it (in a rule's name or note) may
+    differ by one unit in its last printed digit, since a last-bit difference can round
+    either way. Integers, such as counts of seeds, must be equal."""
+    if recorded == recomputed:
+        return True
+    if _NUMBER.split(recorded) != _NUMBER.split(recomputed):
+        return False
+    for a, b in zip(_NUMBER.findall(recorded), _NUMBER.findall(recomputed), strict=True):
+        if a == b:
+            continue
+        if not any(c in a + b for c in ".eE"):
+            return False
+        unit = max(10 ** Decimal(a).as_tuple().exponent, 10 ** Decimal(b).as_tuple().exponent)
+        if abs(Decimal(a) - Decimal(b)) > unit:
+            return False
+    return True
+
+
+def same_record(recorded, recomputed) -> bool:
+    """Equal verdict records: labels exactly, numbers within the tolerance, printed numbers
+    to their last digit, and a NaN (no measurement) equal to a NaN."""
+    if isinstance(recorded, str) and isinstance(recomputed, str):
+        return _same_text(recorded, recomputed)
+    if isinstance(recorded, dict) and isinstance(recomputed, dict):
+        return recorded.keys() == recomputed.keys() and all(
+            same_record(recorded[k], recomputed[k]) for k in recorded
+        )
+    if isinstance(recorded, list) and isinstance(recomputed, list):
+        return len(recorded) == len(recomputed) and all(map(same_record, recorded, recomputed))
+    numbers = (int, float)
+    if (
+        isinstance(recorded, numbers)
+        and isinstance(recomputed, numbers)
+        and not isinstance(recorded, bool)
+        and not isinstance(recomputed, bool)
+    ):
+        if math.isnan(recorded) or math.isnan(recomputed):
+            return math.isnan(recorded) and math.isnan(recomputed)
+        return math.isclose(
+            recorded, recomputed, rel_tol=RELATIVE_TOLERANCE, abs_tol=ABSOLUTE_TOLERANCE
+        )
+    return recorded == recomputed
 
 
 def sha256(path: Path) -> str:
@@ -106,7 +165,7 @@ def check_claim(claim, root: Path) -> tuple[str, str, list[str]]:
             "-",
             [f"{claim.CLAIM_ID}: verdict could not be recomputed ({type(err).__name__}: {err})"],
         )
-    if recomputed != recorded:
+    if not same_record(recorded, recomputed):
         problems.append(
             f"{claim.CLAIM_ID}/verdict.json: differs from the verdict recomputed "
             f"from the CSVs ({recomputed['verdict']})"

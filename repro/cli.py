@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from repro import claims
-from repro.harness import UsageError, choose_seeds, override, run_claim
+from repro.harness import UsageError, choose_seeds, leftover_scratch, override, run_claim
 
 RESULTS = Path("results")
 
@@ -26,13 +26,37 @@ def _table(rows, header) -> str:
     )
 
 
+def _deciding_rule(rules: list[dict]) -> str:
+    """The rule that decides a verdict: the first failing, else inconclusive, else first."""
+    for outcome in ("fail", "inconclusive", "pass"):
+        for rule in rules:
+            if rule["outcome"] == outcome:
+                return rule_text(rule)
+    return ""
+
+
+def rule_text(rule: dict) -> str:
+    """'0.557 [0.551, 0.563] >= 0.5', or the measured value alone for an exact rule."""
+    shown = f"{rule['measured']:.4g}"
+    if rule["low"] is not None:
+        shown += f" [{rule['low']:.4g}, {rule['high']:.4g}]"
+    return f"{shown} {rule['op']} {rule['threshold']:.4g}"
+
+
 def cmd_list(args) -> int:
     rows = []
     for claim in claims.all_claims():
         path = args.out / claim.CLAIM_ID / "verdict.json"
-        status = json.loads(path.read_text())["verdict"] if path.exists() else "not run"
-        rows.append((claim.CLAIM_ID, claim.SLIDE, status))
-    print(_table(rows, ("claim", "slide", f"verdict in {args.out}/")))
+        record = json.loads(path.read_text()) if path.exists() else None
+        rows.append(
+            (
+                claim.CLAIM_ID,
+                claim.SLIDE,
+                record["verdict"] if record else "not run",
+                _deciding_rule(record["rules"]) if record else "",
+            )
+        )
+    print(_table(rows, ("claim", "slide", f"verdict in {args.out}/", "deciding rule (95% CI)")))
     return 0
 
 
@@ -40,20 +64,26 @@ def cmd_run(args) -> int:
     selected = [claims.get(claim_id) for claim_id in args.claims]  # fail fast on a bad id
     if args.settings and len(selected) > 1:
         raise UsageError("--set applies to one claim at a time")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create the output directory {args.out}: {err.strerror}") from None
     for claim in selected:
         config = override(claim.PROFILES[args.profile], args.settings)
         seeds = choose_seeds(claim.SEEDS[args.profile], args.seeds, args.seed_offset)
         verdict = run_claim(claim, args.profile, seeds, args.out, config)
-        print(f"{claim.CLAIM_ID}: {verdict.label}")
-        for rule in verdict.rules:
-            print(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.describe()}  ({rule.seeds})")
+        print(verdict.describe())
     return 0
 
 
 def cmd_check(args) -> int:
     from repro.check import check
 
+    if not args.dir.is_dir():
+        raise UsageError(f"no results directory at {args.dir}")
     rows, problems = check(args.dir)
+    for stale in leftover_scratch(args.dir):
+        print(f"note: ignoring {stale}, a scratch directory left by an interrupted run")
     print(_table(rows, ("claim", "recorded", "recomputed", "status")))
     for problem in problems:
         print(f"FAIL {args.dir}/{problem}")

@@ -25,17 +25,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-# One thread per op and per op pool: runs are then deterministic and independent claims
-# get their speed from separate processes (make -j) instead of from threads.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ log noise; errors still raise
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
 
 class UsageError(ValueError):
@@ -114,30 +106,97 @@ def save_figure(fig, path: Path) -> None:
 # ------------------------------------------------------------------------- verdicts
 
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+CONFIDENCE = 0.95
+
+
+def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean over seeds and its two-sided Student-t interval (scipy's t quantile).
+
+    The t-interval suits a mean of a few independent seeds; with one seed the interval is
+    unbounded, and a NaN among the values makes all three NaN: no value is dropped silently.
+    """
+    from scipy import stats
+
+    values = np.asarray(list(values), dtype=float)
+    mean = float(values.mean()) if values.size else float("nan")
+    if values.size < 2 or np.isnan(mean):
+        return mean, (-np.inf if values.size == 1 else mean), (np.inf if values.size == 1 else mean)
+    half = stats.t.ppf((1 + confidence) / 2, values.size - 1) * values.std(ddof=1)
+    half /= np.sqrt(values.size)
+    return mean, float(mean - half), float(mean + half)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One measured number compared with its threshold; `passed` is computed, never given."""
+    """A key statistic against its threshold; the outcome is computed, never given.
+
+    `low` and `high` bound the statistic's 95% interval over seeds. A rule whose number is
+    exact by construction (a count, a float64 gradient check) leaves them None and says so
+    in its note. The rule passes when the whole interval lies on the passing side of the
+    threshold, fails when it lies wholly on the other side, and is inconclusive otherwise.
+    A NaN anywhere is no measurement, and fails.
+    """
 
     name: str
     measured: float
     op: str
     threshold: float
-    seeds: str = ""  # e.g. "5/5 seeds agree; spread 0.551-0.563"
+    note: str = ""  # e.g. "5/5 seeds; median 0.557, range 0.551 to 0.563"
+    low: float | None = None
+    high: float | None = None
 
     def __post_init__(self):
         if self.op not in _OPS:
             raise ValueError(f"unknown comparison {self.op!r}")
-        object.__setattr__(self, "measured", float(self.measured))
-        object.__setattr__(self, "threshold", float(self.threshold))
+        if (self.low is None) != (self.high is None):
+            raise ValueError("give both ends of the interval or neither")
+        for name in ("measured", "threshold", "low", "high"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
+
+    @classmethod
+    def over_seeds(cls, name: str, values, op: str, threshold: float, note: str = ""):
+        """The rule on the mean of per-seed values, with its t-interval."""
+        values = list(values)
+        mean, low, high = mean_interval(values)
+        spread_note = f"{len(values)} seeds; {spread(values)}"
+        return cls(
+            name, mean, op, threshold, f"{spread_note}; {note}" if note else spread_note, low, high
+        )
+
+    @property
+    def exact(self) -> bool:
+        return self.low is None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return (self.measured, self.measured) if self.exact else (self.low, self.high)
+
+    @property
+    def outcome(self) -> str:
+        low, high = self.interval
+        if np.isnan([self.measured, low, high]).any():
+            return FAIL
+        holds = _OPS[self.op]
+        if holds(low, self.threshold) and holds(high, self.threshold):
+            return PASS
+        if not holds(low, self.threshold) and not holds(high, self.threshold):
+            return FAIL
+        return INCONCLUSIVE
 
     @property
     def passed(self) -> bool:
-        return bool(_OPS[self.op](self.measured, self.threshold))
+        return self.outcome == PASS
+
+    @property
+    def reason(self) -> str:
+        return "no measurement" if np.isnan([self.measured, *self.interval]).any() else ""
 
     def describe(self) -> str:
-        return f"{self.name}: {self.measured:.4g} {self.op} {self.threshold:.4g}"
+        shown = "exact" if self.exact else f"95% CI [{self.low:.4g}, {self.high:.4g}]"
+        text = f"{self.name}: {self.measured:.4g} ({shown}) {self.op} {self.threshold:.4g}"
+        return f"{text}: {self.reason}" if self.reason else text
 
 
 @dataclass(frozen=True)
@@ -146,18 +205,29 @@ class Verdict:
     rules: tuple[Rule, ...]
 
     @property
-    def reproduced(self) -> bool:
-        return all(rule.passed for rule in self.rules)
+    def label(self) -> str:
+        outcomes = {rule.outcome for rule in self.rules}
+        if FAIL in outcomes:
+            return "NOT REPRODUCED"
+        return "INCONCLUSIVE" if INCONCLUSIVE in outcomes else "REPRODUCED"
 
     @property
-    def label(self) -> str:
-        return "REPRODUCED" if self.reproduced else "NOT REPRODUCED"
+    def reproduced(self) -> bool:
+        return self.label == "REPRODUCED"
+
+    def describe(self) -> str:
+        lines = [f"{self.claim}: {self.label}"]
+        lines += [f"  [{r.outcome}] {r.describe()}  ({r.note})" for r in self.rules]
+        return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {
             "claim": self.claim,
             "verdict": self.label,
-            "rules": [dataclasses.asdict(r) | {"passed": r.passed} for r in self.rules],
+            "rules": [
+                dataclasses.asdict(r) | {"outcome": r.outcome, "reason": r.reason}
+                for r in self.rules
+            ],
         }
 
 
@@ -253,6 +323,17 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def machine() -> dict[str, str]:
+    """What decides whether two runs may agree to the byte: the CPU model and architecture."""
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    return {"architecture": platform.machine(), "cpu": cpu}
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(
@@ -283,6 +364,11 @@ def freeze_imported_objects() -> None:
     gc.freeze()
 
 
+def leftover_scratch(out_root: Path, claim_id: str = "*") -> list[Path]:
+    """Scratch directories that a killed run left behind (`.<claim>.XXXX`)."""
+    return sorted(p for p in Path(out_root).glob(f".{claim_id}.*") if p.is_dir())
+
+
 def run_claim(claim, profile: str, seeds: tuple[int, ...], out_root: Path, config=None) -> Verdict:
     """Run, judge and plot one claim into a scratch directory, then swap it into place.
 
@@ -293,6 +379,11 @@ def run_claim(claim, profile: str, seeds: tuple[int, ...], out_root: Path, confi
     freeze_imported_objects()
     final = Path(out_root) / claim.CLAIM_ID
     final.parent.mkdir(parents=True, exist_ok=True)
+    # Make never runs one claim twice at once, so a scratch directory of this claim that
+    # exists now was left by a run that was killed.
+    for stale in leftover_scratch(out_root, claim.CLAIM_ID):
+        print(f"{claim.CLAIM_ID}: removing {stale}, left by an interrupted run", file=sys.stderr)
+        shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{claim.CLAIM_ID}."))
     scratch.chmod(0o755)
     try:
@@ -310,6 +401,7 @@ def run_claim(claim, profile: str, seeds: tuple[int, ...], out_root: Path, confi
                 "config": dataclasses.asdict(config),
                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                 "versions": _versions(),
+                "machine": machine(),
                 "git_commit": _git_commit(),
                 "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                 "wall_seconds": round(time.time() - started, 2),

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,8 +73,46 @@ def test_override_converts_types_and_runs_the_config_validation():
         override(Toy(), ["rate=high"])
 
 
-def test_rule_pass_is_computed_from_the_numbers():
+def test_rule_outcome_is_computed_from_the_numbers():
     assert Rule("x", 0.01, "<=", 0.02).passed
-    assert not Rule("x", 0.03, "<=", 0.02).passed
+    assert Rule("x", 0.03, "<=", 0.02).outcome == "fail"
     assert not Verdict("c", (Rule("a", 1, ">", 0), Rule("b", 1, "<", 0))).reproduced
     assert Verdict("c", (Rule("a", 1, ">", 0),)).label == "REPRODUCED"
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "outcome"),
+    [(0.6, 0.9, "pass"), (0.1, 0.4, "fail"), (0.4, 0.6, "inconclusive"), (0.5, 0.9, "pass")],
+)
+def test_the_whole_interval_decides(low, high, outcome):
+    rule = Rule("x", (low + high) / 2, ">=", 0.5, low=low, high=high)
+    assert rule.outcome == outcome
+
+
+def test_verdict_is_inconclusive_unless_a_rule_fails():
+    passing = Rule("a", 1, ">", 0)
+    unsure = Rule("b", 0.5, ">", 0.4, low=0.3, high=0.7)
+    failing = Rule("c", 1, "<", 0)
+    assert Verdict("c", (passing, unsure)).label == "INCONCLUSIVE"
+    assert Verdict("c", (passing, unsure, failing)).label == "NOT REPRODUCED"
+
+
+def test_t_interval_over_seeds_matches_scipy():
+    from scipy import stats
+
+    values = [0.52, 0.55, 0.61, 0.58, 0.49]
+    rule = Rule.over_seeds("x", values, ">", 0.5)
+    expected = stats.ttest_1samp(values, 0).confidence_interval(0.95)
+    assert rule.measured == pytest.approx(np.mean(values))
+    assert (rule.low, rule.high) == pytest.approx((expected.low, expected.high))
+    assert rule.outcome == "inconclusive"  # the mean passes, the interval straddles 0.5
+
+
+def test_a_nan_seed_fails_loudly_instead_of_being_dropped():
+    rule = Rule.over_seeds("x", [0.9, float("nan"), 0.95], ">", 0.5)
+    assert rule.outcome == "fail" and rule.reason == "no measurement"
+    assert Rule("y", float("nan"), "<", 1).outcome == "fail"
+
+
+def test_one_seed_is_never_conclusive():
+    assert Rule.over_seeds("x", [0.9], ">", 0.5).outcome == "inconclusive"

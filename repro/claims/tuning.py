@@ -907,9 +907,7 @@ def launch_on_loopback(args, config: Config, seeds) -> int:
         print(f"tuning: {failed[0]} failed; outputs not written", file=sys.stderr)
         return 1
     verdict_ = run_claim(claims.get(CLAIM_ID), args.profile, seeds, args.out, config)
-    print(f"{CLAIM_ID}: {verdict_.label}")
-    for rule in verdict_.rules:
-        print(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.describe()}  ({rule.seeds})")
+    print(verdict_.describe())
     return 0
 
 
