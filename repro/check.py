@@ -13,7 +13,7 @@ from repro import claims
 from repro.harness import read_csv, write_text
 
 MANIFEST = "MANIFEST.sha256"
-TOP_LEVEL_FILES = ("README.md", "report.html", "bench.csv", MANIFEST)
+TOP_LEVEL_FILES = ("README.md", "report.html", "bench.csv", "robustness.csv", MANIFEST)
 CLAIM_RECORDS = ("verdict.json", "provenance.json")
 
 
@@ -188,5 +188,34 @@ def check(root: Path) -> tuple[list[tuple[str, str, str, str]], list[str]]:
             for name in results_files(root)
             if name not in known
         ]
+    problems += check_robustness(root)
     problems += check_manifest(root)
     return rows, problems
+
+
+def check_robustness(root: Path) -> list[str]:
+    """robustness.csv, if present, must show the verdicts and statistics results/ holds now."""
+    path = root / "robustness.csv"
+    if not path.exists():
+        return []
+    try:
+        table = read_csv(path)
+        default = table[table["seed_set"] == "default"]
+    except Exception as err:  # unreadable or without its columns: the same failure
+        return [f"robustness.csv: unreadable ({type(err).__name__}: {err})"]
+    problems = []
+    for claim in claims.all_claims():
+        try:
+            verdict = json.loads((root / claim.CLAIM_ID / "verdict.json").read_text())
+        except (OSError, ValueError):
+            continue  # reported by check_claim
+        rows = default[default["claim"] == claim.CLAIM_ID]
+        shown = [[r.rule, r.verdict, r.statistic, r.outcome] for r in rows.itertuples()]
+        current = [
+            [r["name"], verdict["verdict"], r["measured"], r["outcome"]] for r in verdict["rules"]
+        ]
+        if not same_record(shown, current):
+            problems.append(
+                f"robustness.csv: stale for {claim.CLAIM_ID} (rerun `make fresh-seeds`)"
+            )
+    return problems

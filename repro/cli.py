@@ -9,6 +9,7 @@ from pathlib import Path
 
 from repro import claims
 from repro.harness import UsageError, choose_seeds, leftover_scratch, override, run_claim
+from repro.report import deciding_rule, rule_text
 
 RESULTS = Path("results")
 
@@ -26,23 +27,6 @@ def _table(rows, header) -> str:
     )
 
 
-def _deciding_rule(rules: list[dict]) -> str:
-    """The rule that decides a verdict: the first failing, else inconclusive, else first."""
-    for outcome in ("fail", "inconclusive", "pass"):
-        for rule in rules:
-            if rule["outcome"] == outcome:
-                return rule_text(rule)
-    return ""
-
-
-def rule_text(rule: dict) -> str:
-    """'0.557 [0.551, 0.563] >= 0.5', or the measured value alone for an exact rule."""
-    shown = f"{rule['measured']:.4g}"
-    if rule["low"] is not None:
-        shown += f" [{rule['low']:.4g}, {rule['high']:.4g}]"
-    return f"{shown} {rule['op']} {rule['threshold']:.4g}"
-
-
 def cmd_list(args) -> int:
     rows = []
     for claim in claims.all_claims():
@@ -53,7 +37,7 @@ def cmd_list(args) -> int:
                 claim.CLAIM_ID,
                 claim.SLIDE,
                 record["verdict"] if record else "not run",
-                _deciding_rule(record["rules"]) if record else "",
+                rule_text(deciding_rule(record["rules"])) if record else "",
             )
         )
     print(_table(rows, ("claim", "slide", f"verdict in {args.out}/", "deciding rule (95% CI)")))
@@ -64,24 +48,27 @@ def cmd_run(args) -> int:
     selected = [claims.get(claim_id) for claim_id in args.claims]  # fail fast on a bad id
     if args.settings and len(selected) > 1:
         raise UsageError("--set applies to one claim at a time")
+    plans = [
+        (
+            claim,
+            override(claim.PROFILES[args.profile], args.settings),
+            choose_seeds(claim.SEEDS[args.profile], args.seeds, args.seed_offset),
+        )
+        for claim in selected
+    ]  # every setting is checked before anything is written
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UsageError(f"cannot create the output directory {args.out}: {err.strerror}") from None
-    for claim in selected:
-        config = override(claim.PROFILES[args.profile], args.settings)
-        seeds = choose_seeds(claim.SEEDS[args.profile], args.seeds, args.seed_offset)
-        verdict = run_claim(claim, args.profile, seeds, args.out, config)
-        print(verdict.describe())
+    for claim, config, seeds in plans:
+        print(run_claim(claim, args.profile, seeds, args.out, config).describe())
     return 0
 
 
 def cmd_check(args) -> int:
     from repro.check import check
 
-    if not args.dir.is_dir():
-        raise UsageError(f"no results directory at {args.dir}")
-    rows, problems = check(args.dir)
+    rows, problems = check(_results_dir(args.dir))
     for stale in leftover_scratch(args.dir):
         print(f"note: ignoring {stale}, a scratch directory left by an interrupted run")
     print(_table(rows, ("claim", "recorded", "recomputed", "status")))
@@ -101,14 +88,41 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
-    from repro.verify import ATOL, RTOL, compare
+def _results_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise UsageError(f"no results directory at {path}")
+    return path
 
-    rows, ok = compare(args.new, args.against, args.verdicts_only)
-    print(_table(rows, ("claim", "file", "status", "max rel. diff")))
-    print(f"tolerance across machines: rtol {RTOL:g}, atol {ATOL:g}")
+
+def cmd_compare(args) -> int:
+    from repro.verify import compare
+
+    rows, ok, comparison = compare(
+        _results_dir(args.new), _results_dir(args.against), args.verdicts_only
+    )
+    print(_table(rows, ("claim", "compared", "status", "detail")))
+    print(f"compared: {'verdicts only' if args.verdicts_only else comparison}")
     print("everything matched" if ok else "MISMATCH: see the rows above")
     return 0 if ok else 1
+
+
+def cmd_robustness(args) -> int:
+    from repro.harness import write_csv
+    from repro.verify import ROBUSTNESS, robustness
+
+    table = robustness(_results_dir(args.against), _results_dir(args.shifted))
+    write_csv(table, args.against / ROBUSTNESS)
+    verdicts = table.drop_duplicates(["claim", "seed_set"]).pivot(
+        index="claim", columns="seed_set", values="verdict"
+    )
+    changed = verdicts[verdicts["default"] != verdicts["shifted"]]
+    print(f"wrote {args.against / ROBUSTNESS}: {len(verdicts)} claims on two seed sets")
+    for claim_id, row in changed.iterrows():
+        print(
+            f"CHANGED {claim_id}: {row['default']} on the default seeds, "
+            f"{row['shifted']} on the shifted ones"
+        )
+    return 1 if len(changed) else 0
 
 
 def build_parser() -> Parser:
@@ -150,6 +164,11 @@ def build_parser() -> Parser:
     p.add_argument("--against", type=Path, default=RESULTS)
     p.add_argument("--verdicts-only", action="store_true", help="compare verdicts, not numbers")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("robustness", help="tabulate every rule on the default and on shifted seeds")
+    p.add_argument("shifted", type=Path, help="results of the same claims on shifted seeds")
+    p.add_argument("--against", type=Path, default=RESULTS, help="default-seed results")
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("report", help="write README.md, report.html and the manifest")
     p.add_argument("--out", type=Path, default=RESULTS)
