@@ -97,7 +97,7 @@ fresh-seeds: $(BIN)/.installed ## rerun every claim on unused seeds; write resul
 	$(REPRO) robustness $(FRESH) --against $(RESULTS); status=$$?; \
 	  $(REPRO) report --out $(RESULTS) $(README_FLAG) && exit $$status
 
-bench: $(BIN)/.installed ## time every claim, make all at -j1 and -j$(nproc), the no-op make all
+bench: $(BIN)/.installed ## time make all from scratch (one job per core), each claim, the no-op make all
 	$(BIN)/python -m repro.bench --out $(RESULTS)/bench.csv
 	$(REPRO) report --out $(RESULTS) $(README_FLAG)
 
