@@ -47,16 +47,16 @@ def test_randomize_labels_spreads_wrong_labels_over_all_other_classes():
 
 
 def test_ratt_bound_matches_the_binary_formula():
-    clean, random, n, m, delta = 0.05, 0.45, 1048, 210, 0.1
+    clean, random, n, m, delta = 0.05, 0.45, 658, 600, 0.005
     terms = ratt_bound.ratt_terms(clean, random, n, m, delta)
-    expected_confidence = (np.sqrt(2) * 0.45 + 2 + 210 / 2096) * np.sqrt(np.log(40) / 210)
+    expected_confidence = (np.sqrt(2) * 0.45 + 2 + 600 / 1316) * np.sqrt(np.log(800) / 600)
     assert terms["random_term"] == pytest.approx(0.1)
     assert terms["confidence_term"] == pytest.approx(expected_confidence)
     assert terms["bound"] == pytest.approx(0.05 + 0.1 + expected_confidence)
 
 
 def test_ratt_bound_is_vacuous_once_random_labels_are_memorized():
-    assert ratt_bound.ratt_terms(0.0, 0.0, 1048, 210, 0.1)["bound"] > 1
+    assert ratt_bound.ratt_terms(0.0, 0.0, 658, 600, 0.005)["bound"] > 1
 
 
 # ------------------------------------------------------------------ invalid configs
@@ -84,8 +84,17 @@ def test_invalid_config_raises(module, change):
 # ------------------------------------------------------- verdicts on built tables
 
 
+def _outcomes(verdict) -> dict[str, str]:
+    return {rule.name: rule.outcome for rule in verdict.rules}
+
+
 def _failed(verdict) -> list[str]:
-    return [rule.name for rule in verdict.rules if not rule.passed]
+    return [rule.name for rule in verdict.rules if rule.outcome == "fail"]
+
+
+def _wobble(seed: int, scale: float = 0.01) -> float:
+    """A small per-seed difference, so that intervals over seeds have a width."""
+    return scale * np.sin(seed + 1.0)
 
 
 def _gap_table(seeds=range(5)):
@@ -93,29 +102,56 @@ def _gap_table(seeds=range(5)):
     test = [0.2, 0.12, 0.07, 0.04, 0.025]
     return pd.DataFrame(
         [
-            {"seed": s, "train_size": n, "train_error": 0.0, "test_error": t, "gap": t}
+            {
+                "seed": s,
+                "train_size": n,
+                "train_error": 0.0,
+                "test_error": t + _wobble(s, 0.002),
+                "gap": t + _wobble(s, 0.002),
+            }
             for s in seeds
             for n, t in zip(sizes, test, strict=True)
         ]
     )
 
 
-def test_generalization_gap_verdict_fails_when_the_net_does_not_fit(tmp_path):
+def test_generalization_gap_verdict_holds_on_a_textbook_table(tmp_path):
     write_csv(_gap_table(), tmp_path / "errors.csv")
-    assert generalization_gap.verdict(tmp_path).reproduced
+    verdict = generalization_gap.verdict(tmp_path)
+    assert verdict.reproduced
+    assert all(not rule.exact for rule in verdict.rules)  # every rule carries its interval
+
+
+def test_generalization_gap_verdict_fails_when_the_net_does_not_fit(tmp_path):
     table = _gap_table()
-    table.loc[(table["seed"] == 3) & (table["train_size"] == 1258), "train_error"] = 0.05
+    table.loc[table["train_size"] == 1258, "train_error"] = 0.05 + table["seed"] * 0.001
     write_csv(table, tmp_path / "errors.csv")
     verdict = generalization_gap.verdict(tmp_path)
-    assert not verdict.reproduced and _failed(verdict) == [verdict.rules[0].name]
+    assert _failed(verdict) == [verdict.rules[0].name]
+
+
+def test_generalization_gap_verdict_fails_when_the_small_set_generalizes(tmp_path):
+    table = _gap_table()
+    table.loc[table["train_size"] == 40, "gap"] = 0.05 + table["seed"] * 0.001
+    write_csv(table, tmp_path / "errors.csv")
+    verdict = generalization_gap.verdict(tmp_path)
+    assert _outcomes(verdict)[verdict.rules[1].name] == "fail"
 
 
 def test_generalization_gap_verdict_fails_when_the_gap_does_not_shrink(tmp_path):
     table = _gap_table()
-    table.loc[table["seed"] == 1, "gap"] = 0.2  # one seed with a flat gap
+    table["gap"] = 0.2 + table["seed"] * 0.001  # flat in the training-set size
     write_csv(table, tmp_path / "errors.csv")
     verdict = generalization_gap.verdict(tmp_path)
     assert _failed(verdict) == [verdict.rules[2].name]
+
+
+def test_generalization_gap_nan_fails_as_no_measurement(tmp_path):
+    table = _gap_table()
+    table.loc[(table["seed"] == 2) & (table["train_size"] == 250), "train_error"] = np.nan
+    write_csv(table, tmp_path / "errors.csv")
+    rule = generalization_gap.verdict(tmp_path).rules[0]
+    assert rule.outcome == "fail" and rule.reason == "no measurement"
 
 
 def _noise_curves(noisy_agreement, test_accuracy, rates=(0.2, 0.4), seeds=range(5)):
@@ -129,9 +165,9 @@ def _noise_curves(noisy_agreement, test_accuracy, rates=(0.2, 0.4), seeds=range(
                 "seed": seed,
                 "epoch": epochs,
                 "clean_accuracy": clean,
-                "noisy_agreement": noisy_agreement,
+                "noisy_agreement": np.asarray(noisy_agreement) + _wobble(seed),
                 "noisy_original_accuracy": 1 - np.asarray(noisy_agreement),
-                "test_accuracy": test_accuracy,
+                "test_accuracy": np.asarray(test_accuracy) + _wobble(seed),
             }
         )
         for rate in rates
@@ -141,28 +177,55 @@ def _noise_curves(noisy_agreement, test_accuracy, rates=(0.2, 0.4), seeds=range(
 
 
 EPOCHS = 10
-LATE_MEMORIZATION = np.linspace(0.02, 0.95, EPOCHS) ** 3
+LATE_MEMORIZATION = np.linspace(0.02, 0.95, EPOCHS) ** 3  # reaches 0.8 at epoch 10
 PEAKED_TEST = np.array([0.6, 0.8, 0.9, 0.92, 0.9, 0.85, 0.8, 0.75, 0.72, 0.7])
 
 
 def test_label_noise_verdict_holds_on_a_textbook_run(tmp_path):
-    write_csv(_noise_curves(LATE_MEMORIZATION, PEAKED_TEST), tmp_path / "curves.csv")
-    summary = label_noise_order.run_summary(_noise_curves(LATE_MEMORIZATION, PEAKED_TEST))
-    assert (summary["clean_fit_epoch"] == 3).all()
+    curves = _noise_curves(LATE_MEMORIZATION, PEAKED_TEST)
+    write_csv(curves, tmp_path / "curves.csv")
+    summary = label_noise_order.run_summary(curves)
+    assert (summary["clean_fit_epoch"] == 3).all() and (summary["peak_test_epoch"] == 4).all()
+    assert (summary["memorized_after_peak"] == 6).all()
     assert label_noise_order.verdict(tmp_path).reproduced
 
 
 def test_label_noise_verdict_fails_when_wrong_labels_are_fit_alongside(tmp_path):
-    together = np.linspace(0.3, 1.0, EPOCHS)  # already 0.46 when the clean subset is fit
+    together = np.linspace(0.3, 0.95, EPOCHS)  # already 0.52 when the clean subset is fit
     write_csv(_noise_curves(together, PEAKED_TEST), tmp_path / "curves.csv")
     verdict = label_noise_order.verdict(tmp_path)
-    assert _failed(verdict) == [verdict.rules[0].name]
+    assert _outcomes(verdict)[verdict.rules[0].name] == "fail"
 
 
-def test_label_noise_verdict_fails_without_memorization_or_test_drop(tmp_path):
-    write_csv(_noise_curves(LATE_MEMORIZATION * 0.5, np.sort(PEAKED_TEST)), tmp_path / "curves.csv")
+def test_label_noise_verdict_fails_without_memorization(tmp_path):
+    write_csv(_noise_curves(LATE_MEMORIZATION * 0.5, PEAKED_TEST), tmp_path / "curves.csv")
     verdict = label_noise_order.verdict(tmp_path)
-    assert _failed(verdict) == [verdict.rules[1].name, verdict.rules[2].name]
+    assert _outcomes(verdict)[verdict.rules[1].name] == "fail"
+    order = verdict.rules[2]  # never memorized: no memorization epoch, no measurement
+    assert order.outcome == "fail" and order.reason == "no measurement"
+
+
+def test_label_noise_verdict_fails_when_memorization_precedes_the_peak(tmp_path):
+    early = np.minimum(1.0, np.linspace(0.0, 2.0, EPOCHS))  # 80% reached at epoch 5
+    still_rising = np.array([0.6, 0.7, 0.75, 0.8, 0.82, 0.84, 0.86, 0.9, 0.92, 0.87])
+    write_csv(_noise_curves(early, still_rising), tmp_path / "curves.csv")
+    verdict = label_noise_order.verdict(tmp_path)
+    assert _outcomes(verdict)[verdict.rules[2].name] == "fail"
+
+
+def test_label_noise_verdict_fails_when_test_accuracy_does_not_fall(tmp_path):
+    plateau = np.array([0.6, 0.8, 0.9, 0.92, 0.91, 0.915, 0.91, 0.92, 0.91, 0.91])
+    write_csv(_noise_curves(LATE_MEMORIZATION, plateau), tmp_path / "curves.csv")
+    verdict = label_noise_order.verdict(tmp_path)
+    assert _failed(verdict) == [verdict.rules[3].name]
+
+
+def test_label_noise_peak_epoch_ignores_last_bit_differences():
+    curves = _noise_curves(LATE_MEMORIZATION, PEAKED_TEST, seeds=[0])
+    tied = curves["epoch"] == 6
+    curves.loc[tied, "test_accuracy"] = curves.loc[curves["epoch"] == 4, "test_accuracy"].to_numpy()
+    curves.loc[tied, "test_accuracy"] = np.nextafter(curves.loc[tied, "test_accuracy"], 2.0)
+    assert (label_noise_order.run_summary(curves)["peak_test_epoch"] == 4).all()
 
 
 def test_label_noise_verdict_ignores_the_second_data_set(tmp_path):
@@ -174,35 +237,54 @@ def test_label_noise_verdict_ignores_the_second_data_set(tmp_path):
     assert label_noise_order.verdict(tmp_path).reproduced
 
 
-def _ratt_table(random_error, test_error, seeds=range(5)):
+N_CLEAN, M_RANDOM, EPOCH_DELTA = 658, 600, 0.1 / 20
+
+
+def _ratt_table(random_error, test_error, clean_error=0.03, seeds=range(5)):
     epochs = np.arange(1, len(random_error) + 1)
     frames = []
     for seed in seeds:
-        terms = ratt_bound.ratt_terms(0.03, np.asarray(random_error), 1048, 210, 0.1)
+        errors = np.asarray(random_error) + _wobble(seed, 0.005)
+        terms = ratt_bound.ratt_terms(clean_error, errors, N_CLEAN, M_RANDOM, EPOCH_DELTA)
         frames.append(
             pd.DataFrame(
                 {
                     "seed": seed,
                     "epoch": epochs,
-                    "n_clean": 1048,
-                    "m_random": 210,
-                    "delta": 0.1,
+                    "n_clean": N_CLEAN,
+                    "m_random": M_RANDOM,
+                    "delta": EPOCH_DELTA,
                     **terms,
-                    "test_error": test_error,
+                    "test_error": np.asarray(test_error) + _wobble(seed, 0.005),
                 }
             )
         )
     return pd.concat(frames, ignore_index=True)
 
 
-def test_ratt_verdict_fails_when_test_error_exceeds_the_bound(tmp_path):
-    table = _ratt_table([0.5, 0.45, 0.2, 0.0], [0.05, 0.05, 0.05, 0.05])
-    write_csv(table, tmp_path / "bound.csv")
+UNFIT_THEN_MEMORIZED = [0.5, 0.48, 0.2, 0.0]
+
+
+def test_ratt_verdict_holds_while_random_labels_are_unfit(tmp_path):
+    write_csv(_ratt_table(UNFIT_THEN_MEMORIZED, [0.06] * 4), tmp_path / "bound.csv")
     assert ratt_bound.verdict(tmp_path).reproduced
-    table.loc[(table["seed"] == 2) & (table["epoch"] == 2), "test_error"] = 0.9
+
+
+def test_ratt_verdict_fails_when_test_error_exceeds_the_bound(tmp_path):
+    # Scored against flipped test labels: the test error is far above any valid bound.
+    write_csv(_ratt_table(UNFIT_THEN_MEMORIZED, [0.94] * 4), tmp_path / "bound.csv")
+    verdict = ratt_bound.verdict(tmp_path)
+    assert _outcomes(verdict)[verdict.rules[0].name] == "fail"
+
+
+def test_ratt_verdict_fails_with_the_clean_error_swapped_in(tmp_path):
+    # The random labels fit as well as the clean ones (E_R = E_S): the bound is then
+    # 1 - E_S + confidence term, above chance, and the non-vacuous rule must fail.
+    table = _ratt_table(UNFIT_THEN_MEMORIZED, [0.06] * 4)
+    table["random_error"] = table["clean_error"]
     write_csv(table, tmp_path / "bound.csv")
     verdict = ratt_bound.verdict(tmp_path)
-    assert _failed(verdict) == [verdict.rules[0].name]
+    assert _failed(verdict) == [verdict.rules[1].name]
 
 
 def test_ratt_verdict_recomputes_the_bound_instead_of_trusting_the_column(tmp_path):
@@ -213,6 +295,14 @@ def test_ratt_verdict_recomputes_the_bound_instead_of_trusting_the_column(tmp_pa
     assert _failed(verdict) == [verdict.rules[1].name]
 
 
+def test_ratt_nan_fails_as_no_measurement(tmp_path):
+    table = _ratt_table(UNFIT_THEN_MEMORIZED, [0.06] * 4)
+    table.loc[(table["seed"] == 1) & (table["epoch"] == 3), "test_error"] = np.nan
+    write_csv(table, tmp_path / "bound.csv")
+    rule = ratt_bound.verdict(tmp_path).rules[0]
+    assert rule.outcome == "fail" and rule.reason == "no measurement"
+
+
 def _stopping_table(gain, fraction, seeds=range(5), patiences=(2, 5, 10)):
     return pd.DataFrame(
         [
@@ -221,12 +311,14 @@ def _stopping_table(gain, fraction, seeds=range(5), patiences=(2, 5, 10)):
                 "patience": p,
                 "min_delta": 0.005,
                 "max_epochs": 40,
-                "epochs_trained": round(fraction * 40),
+                "epochs_trained": round((fraction + _wobble(s, 0.025)) * 40),
                 "best_epoch": 5,
-                "early_test_accuracy": 0.7 + gain,
+                "early_test_accuracy": 0.7 + gain + _wobble(s),
                 "full_test_accuracy": 0.7,
-                "accuracy_gain": gain,
-                "epoch_fraction": fraction,
+                "accuracy_gain": gain + _wobble(s),
+                "epoch_fraction": round((fraction + _wobble(s, 0.025)) * 40) / 40,
+                "restored_test_accuracy": 0.72 + gain + _wobble(s),
+                "restore_gain": 0.02,
             }
             for s in seeds
             for p in patiences
@@ -234,10 +326,13 @@ def _stopping_table(gain, fraction, seeds=range(5), patiences=(2, 5, 10)):
     )
 
 
-def test_early_stopping_verdict_fails_when_stopping_costs_accuracy(tmp_path):
+def test_early_stopping_verdict_holds_when_stopping_helps_early(tmp_path):
     write_csv(_stopping_table(0.1, 0.4), tmp_path / "stopping.csv")
     assert early_stopping.verdict(tmp_path).reproduced
-    write_csv(_stopping_table(-0.01, 0.4), tmp_path / "stopping.csv")
+
+
+def test_early_stopping_verdict_fails_when_stopping_costs_accuracy(tmp_path):
+    write_csv(_stopping_table(-0.05, 0.4), tmp_path / "stopping.csv")
     verdict = early_stopping.verdict(tmp_path)
     assert _failed(verdict) == [verdict.rules[0].name]
 
@@ -248,6 +343,13 @@ def test_early_stopping_verdict_fails_when_it_trains_almost_to_the_end(tmp_path)
     assert _failed(verdict) == [verdict.rules[1].name]
 
 
+def test_early_stopping_judges_the_cut_off_not_the_restored_weights(tmp_path):
+    table = _stopping_table(-0.05, 0.4)
+    table["restored_test_accuracy"] = 0.9  # restoring would have rescued it: not judged
+    write_csv(table, tmp_path / "stopping.csv")
+    assert early_stopping.verdict(tmp_path).rules[0].outcome == "fail"
+
+
 def test_patience_table_counts_the_seeds_that_kept_up():
     stopping = _stopping_table(0.1, 0.4)
     stopping.loc[stopping["seed"] == 0, "accuracy_gain"] = -0.02
@@ -255,14 +357,15 @@ def test_patience_table_counts_the_seeds_that_kept_up():
     assert list(table["patience"]) == [2, 5, 10]
     assert (table["seeds_at_least_as_good"] == 4).all()
     assert (table["min_accuracy_gain"] == -0.02).all()
+    assert table["mean_restore_gain"].to_numpy() == pytest.approx(0.02)
 
 
-def test_no_free_lunch_verdict_fails_when_one_learner_wins_everywhere(tmp_path):
+def _nfl_accuracy(line_margin=0.1, board_margin=0.45, seeds=range(10)):
     rows = []
-    for seed in range(5):
+    for seed in seeds:
         for distribution, linear, neighbour in (
-            (no_free_lunch.NOISY_LINE, 0.78, 0.68),
-            (no_free_lunch.CHECKERBOARD, 0.5, 0.95),
+            (no_free_lunch.NOISY_LINE, 0.68 + line_margin + _wobble(seed), 0.68),
+            (no_free_lunch.CHECKERBOARD, 0.5, 0.5 + board_margin + _wobble(seed)),
         ):
             rows += [
                 {"seed": seed, "distribution": distribution, "learner": name, "test_accuracy": a}
@@ -271,16 +374,42 @@ def test_no_free_lunch_verdict_fails_when_one_learner_wins_everywhere(tmp_path):
                     (no_free_lunch.NEIGHBOUR, neighbour),
                 )
             ]
-    table = pd.DataFrame(rows)
-    write_csv(table, tmp_path / "accuracy.csv")
-    assert no_free_lunch.verdict(tmp_path).reproduced
-    line = (table["distribution"] == no_free_lunch.NOISY_LINE) & (
-        table["learner"] == no_free_lunch.NEIGHBOUR
-    )
-    table.loc[line & (table["seed"] == 4), "test_accuracy"] = 0.8
-    write_csv(table, tmp_path / "accuracy.csv")
+    return pd.DataFrame(rows)
+
+
+def test_no_free_lunch_theorem_holds_exactly_for_both_learners():
+    deviation, means = no_free_lunch.theorem_deviation(no_free_lunch.theorem_table())
+    assert deviation == 0 and len(means) == 4 and (means == 0.5).all()
+
+
+def test_no_free_lunch_verdict_holds_on_a_rank_swap(tmp_path):
+    write_csv(_nfl_accuracy(), tmp_path / "accuracy.csv")
+    write_csv(no_free_lunch.theorem_table(), tmp_path / "theorem.csv")
+    verdict = no_free_lunch.verdict(tmp_path)
+    assert verdict.reproduced and verdict.rules[0].exact
+
+
+def test_no_free_lunch_theorem_rule_fails_for_a_learner_that_sees_the_answers(tmp_path):
+    # A learner that read the off-training labels would be right on every point of every
+    # labelling: all labellings at the top count.
+    theorem = no_free_lunch.theorem_table()
+    top = theorem["correct"] == theorem["off_training_points"]
+    theorem.loc[top, "labellings"] = 1024
+    theorem.loc[~top, "labellings"] = 0
+    write_csv(_nfl_accuracy(), tmp_path / "accuracy.csv")
+    write_csv(theorem, tmp_path / "theorem.csv")
     verdict = no_free_lunch.verdict(tmp_path)
     assert _failed(verdict) == [verdict.rules[0].name]
+
+
+@pytest.mark.parametrize("margins, failing", [((-0.05, 0.45), 1), ((0.1, -0.1), 2)])
+def test_no_free_lunch_margin_rules_fail_when_one_learner_wins_everywhere(
+    tmp_path, margins, failing
+):
+    write_csv(_nfl_accuracy(*margins), tmp_path / "accuracy.csv")
+    write_csv(no_free_lunch.theorem_table(), tmp_path / "theorem.csv")
+    verdict = no_free_lunch.verdict(tmp_path)
+    assert _failed(verdict) == [verdict.rules[failing].name]
 
 
 # ------------------------------------------------------------ a quick run's files
@@ -304,3 +433,11 @@ def test_noisy_labels_file_matches_the_data_and_the_rate(label_noise_quick):
         assert (group["original_label"] != group["noisy_label"]).all()
         _, y, _, _ = label_noise_order.DATASETS[dataset]()
         assert np.array_equal(y[group["example_index"]], group["original_label"])
+
+
+def test_early_stopping_nan_fails_as_no_measurement(tmp_path):
+    table = _stopping_table(0.1, 0.4)
+    table.loc[(table["seed"] == 3) & (table["patience"] == 5), "accuracy_gain"] = np.nan
+    write_csv(table, tmp_path / "stopping.csv")
+    rule = early_stopping.verdict(tmp_path).rules[0]
+    assert rule.outcome == "fail" and rule.reason == "no measurement"

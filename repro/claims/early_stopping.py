@@ -2,24 +2,38 @@
 
 Results: results/early-stopping/. Slide "Generalization in Deep Learning". Watch the
 validation error after every epoch and stop once it has not improved by more than epsilon
-(min_delta) for `patience` epochs, then go back to the best weights. With noisy labels the
-net fits the clean pattern first and memorizes the wrong labels later (see
-label-noise-order), so the stopped model keeps the good early solution, and it costs only
-a fraction of the epochs.
+(min_delta) for `patience` epochs. With noisy labels the net fits the clean pattern first
+and memorizes the wrong labels later (see label-noise-order), so the stopped model keeps
+a good early solution, and it costs only a fraction of the epochs.
 
 Experiment: every seed draws 600 training and 300 validation images from scikit-learn's
-digits training split and gives 40% of both a wrong label (label_noise_order's
-`randomize_labels`): the validation set comes from the same noisy source, as it would in
-practice. The test set (539 images) keeps its true labels. A 2x256 ReLU MLP (Adam) is
-trained once for the full 40 epochs, and once per patience value with
-keras.callbacks.EarlyStopping(monitor="val_accuracy", min_delta=0.005, patience,
-restore_best_weights=True), at most 40 epochs. min_delta = 0.005 is a little more than one
-validation image (1/300): one more image right is not counted as progress.
+digits training split and gives 40% of both a wrong label (`randomize_labels`): the
+validation set comes from the same noisy source, as it would in practice. The test set
+(539 images) keeps its true labels. A 2x256 ReLU MLP (Adam) is trained once for the full 40
+epochs, and once per patience value with keras.callbacks.EarlyStopping(
+monitor="val_accuracy", min_delta=0.005, patience, restore_best_weights=False), at most 40
+epochs: the lecture's plain cut-off, which keeps the weights of the epoch it stops at.
+min_delta = 0.005 is a little more than one validation image (1/300): one more image right
+is not counted as progress.
 
-Rules, per patience value and seed: the early-stopped test accuracy minus the test
-accuracy after all 40 epochs is at least 0 (no tolerance: the claim says "at least as
-well"), and the epochs trained are at most 3/4 of the 40 (a real saving, not stopping
-just before the end). patience_table.csv summarizes over seeds.
+Keras' refinement, restore_best_weights=True, would go back to the best-validation epoch.
+It is reported beside the cut-off, not judged: the stopped run's test accuracy is recorded
+after every epoch, and the one at the best-validation epoch is exactly what restoring would
+give (the same weights, since the run is the same up to the stop). stopping.csv and
+patience_table.csv show both and `restore_gain`, restored minus plain.
+
+Rules, on the plain cut-off, each on one number per seed (the worst patience value of the
+seed), judged by the 95% t-interval of its mean over seeds:
+1. the early-stopped test accuracy minus the test accuracy after all 40 epochs is at least
+   0 (no tolerance: the claim says "at least as well");
+2. the epochs trained are at most 3/4 of the 40 (a real saving, not stopping just before
+   the end).
+History: until the intervals both rules were judged on the worst patience and seed, and
+on the restored weights, Keras' refinement rather than the lecture's rule. Seeds: on the
+committed run (restored weights) the worst-patience gains were 0.07 to 0.19 and the largest
+fractions 0.4 to 0.5; the plain cut-off stops a few epochs after the best epoch, where the
+test accuracy had fallen by only about 0.02 (read from the full-run curves), so five seeds
+put both intervals far from their thresholds.
 """
 
 from __future__ import annotations
@@ -49,8 +63,8 @@ CLAIM_ID = "early-stopping"
 SLIDE = "Generalization in Deep Learning"
 STATEMENT = (
     "Stopping when the validation error has not improved by more than min_delta for "
-    "`patience` epochs (and restoring the best weights) gives, under label noise, a model "
-    "that tests at least as well as one trained to the end, for a fraction of the epochs."
+    "`patience` epochs gives, under label noise, a model that tests at least as well as one "
+    "trained to the end, for a fraction of the epochs."
 )
 
 
@@ -100,6 +114,8 @@ TABLES = {
         "full_test_accuracy",
         "accuracy_gain",
         "epoch_fraction",
+        "restored_test_accuracy",
+        "restore_gain",
     ),
     "full_training.csv": ("seed", "epoch", "val_accuracy", "test_accuracy"),
     "patience_table.csv": (
@@ -111,6 +127,8 @@ TABLES = {
         "mean_full_test_accuracy",
         "min_accuracy_gain",
         "seeds_at_least_as_good",
+        "mean_restored_test_accuracy",
+        "mean_restore_gain",
     ),
 }
 FIGURES = ("early_stopping.png",)
@@ -161,10 +179,12 @@ def run(config: Config, seeds, out_dir):
                 mode="max",
                 min_delta=config.min_delta,
                 patience=patience,
-                restore_best_weights=True,
+                restore_best_weights=False,  # the lecture's cut-off; restoring is reported
             )
-            model, history = train(config, net, (x, y), (x_val, y_val), seed, [stopper])
+            tracker = EpochAccuracy({"test_accuracy": (x_test, y_test)})
+            model, history = train(config, net, (x, y), (x_val, y_val), seed, [stopper, tracker])
             early_accuracy = accuracy(model, x_test, y_test)
+            restored_accuracy = tracker.rows[stopper.best_epoch]["test_accuracy"]
             epochs_trained = len(history.epoch)
             stopping.append(
                 {
@@ -178,6 +198,8 @@ def run(config: Config, seeds, out_dir):
                     "full_test_accuracy": full_accuracy,
                     "accuracy_gain": early_accuracy - full_accuracy,
                     "epoch_fraction": epochs_trained / config.max_epochs,
+                    "restored_test_accuracy": restored_accuracy,
+                    "restore_gain": restored_accuracy - early_accuracy,
                 }
             )
     stopping = pd.DataFrame(stopping)
@@ -187,7 +209,8 @@ def run(config: Config, seeds, out_dir):
 
 
 def patience_table(stopping: pd.DataFrame) -> pd.DataFrame:
-    """One row per patience value: means over seeds and how many seeds kept up."""
+    """One row per patience value: means over seeds and how many seeds kept up (plain
+    cut-off), and what restoring the best weights adds."""
     grouped = stopping.groupby("patience")
     return pd.DataFrame(
         {
@@ -198,27 +221,30 @@ def patience_table(stopping: pd.DataFrame) -> pd.DataFrame:
             "mean_full_test_accuracy": grouped["full_test_accuracy"].mean(),
             "min_accuracy_gain": grouped["accuracy_gain"].min(),
             "seeds_at_least_as_good": grouped["accuracy_gain"].apply(lambda g: (g >= 0).sum()),
+            "mean_restored_test_accuracy": grouped["restored_test_accuracy"].mean(),
+            "mean_restore_gain": grouped["restore_gain"].mean(),
         }
     ).reset_index()
 
 
 def verdict(out_dir) -> Verdict:
     stopping = read_csv(out_dir / "stopping.csv")
+    per_seed = stopping.groupby("seed")  # the worst patience value of each seed
     return Verdict(
         CLAIM_ID,
         (
-            Rule(
-                "early-stopped minus full-training test accuracy (worst patience and seed)",
-                stopping["accuracy_gain"].min(),
+            Rule.over_seeds(
+                "plain cut-off minus full-training test accuracy (worst patience per seed)",
+                per_seed["accuracy_gain"].min(skipna=False),
                 ">=",
                 MIN_GAIN,
                 agreement_by(
                     stopping, "patience", "patience", "accuracy_gain", lambda v: v >= MIN_GAIN
                 ),
             ),
-            Rule(
-                "fraction of the epochs trained (worst patience and seed)",
-                stopping["epoch_fraction"].max(),
+            Rule.over_seeds(
+                "fraction of the epochs trained (worst patience per seed)",
+                per_seed["epoch_fraction"].max(skipna=False),
                 "<=",
                 MAX_EPOCH_FRACTION,
                 agreement_by(
@@ -258,25 +284,27 @@ def plot(out_dir):
         "validation accuracy (noisy labels)",
         color="tab:gray",
     )
+    for patience in patiences:
+        runs = stopping[stopping["patience"] == patience]
+        ax_curve.scatter(
+            runs["epochs_trained"],
+            runs["early_test_accuracy"],
+            marker="v",
+            s=22,
+            zorder=3,
+            color=colors[patience],
+            label=f"cut off, patience {patience}",
+        )
     best = stopping.drop_duplicates(["seed", "best_epoch"])
     ax_curve.scatter(
         best["best_epoch"],
-        best["early_test_accuracy"],
-        color="tab:red",
-        s=22,
+        best["restored_test_accuracy"],
+        facecolors="none",
+        edgecolors="tab:red",
+        s=26,
         zorder=3,
-        label="restored best-validation epoch",
+        label="best-validation epoch (restored)",
     )
-    for patience in patiences:
-        stops = stopping.loc[stopping["patience"] == patience, "epochs_trained"]
-        ax_curve.scatter(
-            stops,
-            np.full(len(stops), 0.03),
-            marker="|",
-            s=120,
-            color=colors[patience],
-            label=f"stopped, patience {patience}",
-        )
     ax_curve.set(
         xlabel="epoch",
         ylabel="accuracy",
@@ -287,8 +315,9 @@ def plot(out_dir):
 
     positions = np.arange(len(patiences))
     for offset, column, label, color in (
-        (-0.15, "early_test_accuracy", "early-stopped", "tab:red"),
-        (0.15, "full_test_accuracy", f"all {max_epochs} epochs", "black"),
+        (-0.2, "early_test_accuracy", "plain cut-off (judged)", "tab:blue"),
+        (0.0, "restored_test_accuracy", "best weights restored", "tab:red"),
+        (0.2, "full_test_accuracy", f"all {max_epochs} epochs", "black"),
     ):
         for i, patience in enumerate(patiences):
             values = stopping.loc[stopping["patience"] == patience, column]

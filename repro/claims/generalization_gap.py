@@ -13,10 +13,17 @@ per training image) is trained with Adam in rounds of about 20 batches of 64 (a 
 repeated to fill a round) until, after a round, it classifies every training image right,
 or at most 40 rounds. The steps taken are recorded. Errors are 0-1 errors.
 
-Thresholds, from the claim's words: "fits its training set" is a training error of at most
-1% at every size (worst seed); "held-out error stays large" is a gap of at least 0.1 at the
-smallest size; "the gap shrinks" is the gap at the largest size at most half the gap at the
-smallest, on every seed.
+Thresholds, from the claim's words, each on the mean over seeds of one number per seed and
+judged by its 95% t-interval (Rule.over_seeds): "fits its training set" is a training error
+(the largest over the sizes, per seed) of at most 1%; "held-out error stays large" is a gap
+of at least 0.1 at the smallest size; "the gap shrinks" is log10 of the gap at the largest
+size over the gap at the smallest at most log10(0.5), i.e. at least halved (a ratio is
+judged in log10, where its spread over seeds is symmetric).
+
+History: until the intervals arrived every rule was judged on the worst seed; the
+thresholds are unchanged. Seeds: on the committed five seeds the three intervals lie far
+from their thresholds (training error 0 on every seed; small-size gap 0.21 to 0.33; gap
+ratio 0.08 to 0.13), so five seeds are enough; a NaN error (a failed run) fails its rule.
 """
 
 from __future__ import annotations
@@ -38,7 +45,6 @@ from repro.harness import (
     progress,
     read_csv,
     save_figure,
-    seed_agreement,
     spread,
     write_csv,
 )
@@ -144,33 +150,30 @@ def run(config: Config, seeds, out_dir):
 def verdict(out_dir) -> Verdict:
     errors = read_csv(out_dir / "errors.csv")
     smallest, largest = errors["train_size"].min(), errors["train_size"].max()
-    worst_train = errors.groupby("seed")["train_error"].max()
+    worst_train = errors.groupby("seed")["train_error"].max(skipna=False)
     gaps = errors.pivot(index="seed", columns="train_size", values="gap")
     small_gap, large_gap = gaps[smallest], gaps[largest]
-    ratio = large_gap / small_gap
+    log_ratio = np.log10(large_gap / small_gap)  # NaN if a gap is not positive: fails
     return Verdict(
         CLAIM_ID,
         (
-            Rule(
-                "training error, largest over sizes (worst seed)",
-                worst_train.max(),
+            Rule.over_seeds(
+                "training error, largest over sizes (mean over seeds)",
+                worst_train,
                 "<=",
                 MAX_TRAIN_ERROR,
-                f"{seed_agreement(worst_train <= MAX_TRAIN_ERROR)}; {spread(worst_train)}",
             ),
-            Rule(
-                f"gap (test - train error) at {smallest} training images (worst seed)",
-                small_gap.min(),
+            Rule.over_seeds(
+                f"gap (test - train error) at {smallest} training images (mean over seeds)",
+                small_gap,
                 ">=",
                 MIN_SMALL_GAP,
-                f"{seed_agreement(small_gap >= MIN_SMALL_GAP)}; {spread(small_gap)}",
             ),
-            Rule(
-                f"gap at {largest} images / gap at {smallest} images (worst seed)",
-                ratio.max(),
+            Rule.over_seeds(
+                f"log10(gap at {largest} images / gap at {smallest} images) (mean over seeds)",
+                log_ratio,
                 "<=",
-                MAX_GAP_RATIO,
-                f"{seed_agreement(ratio <= MAX_GAP_RATIO)}; {spread(ratio)}; "
+                np.log10(MAX_GAP_RATIO),
                 f"gap at {largest}: {spread(large_gap)}",
             ),
         ),

@@ -17,10 +17,27 @@ of the noisy subset on its original labels and the test accuracy. 600 images, no
 1258, so that memorization completes within the compute budget (60 epochs).
 
 A subset counts as "fit" once 80% of its (given) labels are reproduced, for the clean and
-the noisy subset alike. Rules, on digits, worst run over seeds and noise rates: when the
-clean subset is first fit, less than 20% of the wrong labels are reproduced; by the last
-epoch at least 80% are (memorized); the test accuracy at its peak exceeds the last epoch's
-by at least 0.05, more than the epoch-to-epoch wobble of a 539-image test set.
+the noisy subset alike. Four rules on digits, each on one number per seed (the worse of the
+two noise rates, so the claim must hold at both) and judged by the 95% t-interval of its
+mean over seeds (Rule.over_seeds):
+1. when the clean subset is first fit, less than 20% of the wrong labels are reproduced;
+2. by the last epoch at least 80% are (memorized);
+3. the order, the lecture's point: the epoch at which the wrong labels are fit minus the
+   epoch of peak test accuracy is above 0 (test accuracy peaks before memorization);
+4. the peak test accuracy exceeds the last epoch's by at least 0.05.
+A run that never memorizes has no memorization epoch: its NaN fails rule 3 loudly.
+
+The 0.05 of rule 4, decided from the committed seeds 0-4 before the full run with
+intervals: the peak minus the last value of a curve that does not fall at all is already
+positive, because the peak is the largest of 60 wobbling values. The epoch-to-epoch wobble
+of test accuracy on 539 images is about 0.012 (standard deviation, last 20 epochs at 20%
+noise), so a flat curve scores about 2.3 x 0.012 = 0.03; 0.05 asks for a fall beyond that.
+At 20% noise the per-seed drops were 0.061 to 0.117 (mean 0.088, standard deviation
+0.025): eight seeds give an interval of about +-0.021, wholly above 0.05 if unseen seeds
+behave alike (five would give +-0.031, too close). Rules 1-3 are far from their thresholds
+on any seed count (wrong-label agreement at clean fit 0.01 to 0.05; memorized 0.93 to 0.996;
+memorization 35 to 40 epochs after the peak). History: until the intervals every rule was
+judged on the worst run over seeds and rates, and the order (rule 3) was not checked.
 
 Second data set, reported but not judged: MNIST-1D (40% noise, same net, optimizer and
 sizes). An MLP learns MNIST-1D poorly (about 25% test accuracy from 600 examples), so the
@@ -43,10 +60,10 @@ from repro.figures import figure, seed_band
 from repro.harness import (
     Rule,
     Verdict,
-    agreement_by,
     progress,
     read_csv,
     save_figure,
+    spread,
     write_csv,
 )
 from repro.models import EpochAccuracy, Retrainable, adam_classifier, batches
@@ -93,7 +110,7 @@ PROFILES = {
     ),
     "full": Config(),
 }
-SEEDS = {"quick": (0,), "full": tuple(range(5))}
+SEEDS = {"quick": (0,), "full": tuple(range(8))}
 TABLES = {
     "curves.csv": (
         "dataset",
@@ -120,6 +137,10 @@ FIT_LEVEL = 0.8  # a subset is fit once 80% of its given labels are reproduced
 MAX_NOISY_WHEN_CLEAN_FIT = 0.2
 MIN_TEST_DROP = 0.05
 JUDGED_DATASET = "digits"
+# Accuracies are counts over a set; equal counts give equal floats, and this margin (far
+# below one example, far above a last-bit difference of a CSV read elsewhere) keeps the
+# first of tied epochs the first, wherever the CSV is read.
+TIE = 1e-9
 
 
 def train_on_noisy_labels(
@@ -188,7 +209,7 @@ def run(config: Config, seeds, out_dir):
 
 def first_epoch_at(run_curve: pd.DataFrame, column: str, level: float = FIT_LEVEL) -> float:
     """First epoch whose value in `column` reaches `level`; NaN if it never does."""
-    reached = run_curve.loc[run_curve[column] >= level, "epoch"]
+    reached = run_curve.loc[run_curve[column] >= level - TIE, "epoch"]
     return float(reached.min()) if len(reached) else float("nan")
 
 
@@ -199,18 +220,24 @@ def run_summary(curves: pd.DataFrame) -> pd.DataFrame:
         run_curve = run_curve.sort_values("epoch")
         clean_fit = first_epoch_at(run_curve, "clean_accuracy")
         at_clean_fit = run_curve.loc[run_curve["epoch"] == clean_fit, "noisy_agreement"]
+        test = run_curve["test_accuracy"]
+        peak = test.max(skipna=False)
         last = run_curve.iloc[-1]
+        noisy_fit = first_epoch_at(run_curve, "noisy_agreement")
+        peak_epoch = first_epoch_at(run_curve, "test_accuracy", peak)
         rows.append(
             {
                 "dataset": dataset,
                 "noise_rate": rate,
                 "seed": seed,
                 "clean_fit_epoch": clean_fit,
-                "noisy_fit_epoch": first_epoch_at(run_curve, "noisy_agreement"),
+                "noisy_fit_epoch": noisy_fit,
                 # never fit counts as the worst case: all wrong labels already reproduced
                 "noisy_at_clean_fit": float(at_clean_fit.iloc[0]) if len(at_clean_fit) else 1.0,
                 "final_noisy_agreement": last["noisy_agreement"],
-                "test_drop": run_curve["test_accuracy"].max() - last["test_accuracy"],
+                "peak_test_epoch": peak_epoch,
+                "memorized_after_peak": noisy_fit - peak_epoch,
+                "test_drop": peak - last["test_accuracy"],
             }
         )
     return pd.DataFrame(rows)
@@ -219,40 +246,45 @@ def run_summary(curves: pd.DataFrame) -> pd.DataFrame:
 def verdict(out_dir) -> Verdict:
     curves = read_csv(out_dir / "curves.csv")
     summary = run_summary(curves[curves["dataset"] == JUDGED_DATASET])
+    per_seed = summary.groupby("seed")  # the worse noise rate of each seed
+
+    def note(column: str) -> str:
+        return "; ".join(
+            f"rate {rate:g}: {spread(runs[column])}" for rate, runs in summary.groupby("noise_rate")
+        )
+
     return Verdict(
         CLAIM_ID,
         (
-            Rule(
+            Rule.over_seeds(
                 f"digits: wrong-label agreement when the clean subset first reaches "
-                f"{FIT_LEVEL:.0%} (worst run)",
-                summary["noisy_at_clean_fit"].max(),
+                f"{FIT_LEVEL:.0%} (worse rate per seed)",
+                per_seed["noisy_at_clean_fit"].max(skipna=False),
                 "<",
                 MAX_NOISY_WHEN_CLEAN_FIT,
-                agreement_by(
-                    summary,
-                    "noise_rate",
-                    "rate",
-                    "noisy_at_clean_fit",
-                    lambda v: v < MAX_NOISY_WHEN_CLEAN_FIT,
-                ),
+                note("noisy_at_clean_fit"),
             ),
-            Rule(
-                "digits: wrong-label agreement at the last epoch, memorized (worst run)",
-                summary["final_noisy_agreement"].min(),
+            Rule.over_seeds(
+                "digits: wrong-label agreement at the last epoch, memorized (worse rate per seed)",
+                per_seed["final_noisy_agreement"].min(skipna=False),
                 ">=",
                 FIT_LEVEL,
-                agreement_by(
-                    summary, "noise_rate", "rate", "final_noisy_agreement", lambda v: v >= FIT_LEVEL
-                ),
+                note("final_noisy_agreement"),
             ),
-            Rule(
-                "digits: peak minus last-epoch test accuracy (worst run)",
-                summary["test_drop"].min(),
+            Rule.over_seeds(
+                f"digits: epochs from peak test accuracy to wrong labels {FIT_LEVEL:.0%} fit "
+                f"(worse rate per seed)",
+                per_seed["memorized_after_peak"].min(skipna=False),
+                ">",
+                0.0,
+                note("memorized_after_peak"),
+            ),
+            Rule.over_seeds(
+                "digits: peak minus last-epoch test accuracy (worse rate per seed)",
+                per_seed["test_drop"].min(skipna=False),
                 ">=",
                 MIN_TEST_DROP,
-                agreement_by(
-                    summary, "noise_rate", "rate", "test_drop", lambda v: v >= MIN_TEST_DROP
-                ),
+                note("test_drop"),
             ),
         ),
     )
@@ -274,7 +306,7 @@ def plot(out_dir):
     fig, axes = figure(
         f"label-noise-order: clean labels are fit first, wrong labels later\n"
         f"(line: mean of {curves['seed'].nunique()} seeds, band: min-max; dashed: median "
-        f"epoch at which a subset is {FIT_LEVEL:.0%} fit)",
+        f"epoch at which a subset is {FIT_LEVEL:.0%} fit, and of peak test accuracy)",
         ncols=len(panels),
         width=4.6,
         height=4.0,
@@ -283,20 +315,16 @@ def plot(out_dir):
         for column, (label, color) in CURVES.items():
             seed_band(ax, panel, "epoch", column, label, color=color)
         runs = summary[(summary["dataset"] == dataset) & (summary["noise_rate"] == rate)]
-        for column, name, color in (
-            ("clean_fit_epoch", "clean", "tab:blue"),
-            ("noisy_fit_epoch", "wrong labels", "tab:red"),
+        for column, name, color, height in (
+            ("clean_fit_epoch", f"clean\n {FIT_LEVEL:.0%} fit", "tab:blue", 0.03),
+            ("peak_test_epoch", "test\n peak", "black", 0.25),
+            ("noisy_fit_epoch", f"wrong labels\n {FIT_LEVEL:.0%} fit", "tab:red", 0.03),
         ):
             epoch = runs[column].median()
             if np.isfinite(epoch):
                 ax.axvline(epoch, color=color, ls="--", lw=1)
                 ax.text(
-                    epoch,
-                    0.03,
-                    f" {name}\n {FIT_LEVEL:.0%} fit\n ep. {epoch:g}",
-                    color=color,
-                    fontsize=8,
-                    va="bottom",
+                    epoch, height, f" {name}\n ep. {epoch:g}", color=color, fontsize=8, va="bottom"
                 )
         ax.axhline(FIT_LEVEL, color="grey", lw=0.6, ls=":")
         ax.set(

@@ -9,12 +9,17 @@ upper bound on the true test error, with no held-out labeled data needed.
 What we compute (binary form, Theorem 1 of Garg, Balakrishnan, Kolter and Lipton, "RATT:
 Leveraging Unlabeled Data to Guarantee Generalization", ICML 2021, arXiv:2105.00303): with
 E_S the 0-1 error on the n clean training points (true labels), E_R the 0-1 error on the m
-randomly labeled points (measured against their random labels) and delta = 0.1, with
-probability at least 1 - delta
+randomly labeled points (measured against their random labels), with probability at least
+1 - delta
 
     test error <= E_S + (1 - 2 E_R) + (sqrt(2) E_R + 2 + m / (2n)) * sqrt(log(4 / delta) / m).
 
-The CSV keeps the three terms: `clean_error` (E_S), `random_term` (1 - 2 E_R) and
+These are the constants of the catalogue's statement, and as we read them in the paper's
+Theorem 1: the m / (2n) inside the factor and log(4 / delta) under the root, with no factor
+2 in the denominator. The bound is evaluated after each of the E epochs and the best epoch
+is picked afterwards, so it must hold at all E at once: by a union bound each epoch uses
+delta / E. We use delta = 0.1 overall, 0.1 / E per epoch (`delta` in the CSV is the per-epoch
+value). The CSV keeps the three terms: `clean_error` (E_S), `random_term` (1 - 2 E_R) and
 `confidence_term` (the square-root term). A net that ignores the random labels gets
 E_R = 1/2 on average, so the middle term vanishes and the bound is E_S plus the confidence
 term; once the random labels are memorized E_R -> 0 and the bound exceeds 1 (vacuous, but
@@ -25,21 +30,29 @@ confidence term) is not used: the paper's own experiments with deep nets are bin
 with k = 10 and m of a few hundred its confidence term alone exceeds 1.
 
 Experiment: scikit-learn's digits as a binary task (digits 0-4 against 5-9). Every seed
-shuffles the 1258 training images into n = 1048 clean labeled points and m = 210 points
-(m = n / 5) whose labels are replaced by fair coin flips. A 2x256 ReLU MLP is trained with
-Adam on all 1258; after each epoch we record E_S, E_R, the bound and the true error on the
-539 test images. With m = 210 the confidence term is about 0.37, so the best attainable
-bound here is about 0.4 although the test error is a few percent: valid and non-vacuous,
-not tight. (MNIST-1D could supply a larger m, but its MLP test error is far higher and the
-training cost larger.) Evaluating at every epoch is a repeated use of the bound; a union
-bound over all E = 40 epochs would replace delta by delta / E, which multiplies the
-confidence term by sqrt(log(1600) / log(40)) = 1.41 (0.37 -> 0.53): the best bounds would
-still stay below 1.
+shuffles the 1258 training images into n = 658 clean labeled points and m = 600 points
+whose labels are replaced by fair coin flips. A 2x256 ReLU MLP is trained with Adam on all
+1258 for E = 20 epochs; after each epoch we record E_S, E_R, the bound and the true error on
+the 539 test images.
 
-Rules: the test error never exceeds the bound, at any evaluated epoch of any seed (this
-includes the late epochs where the bound is vacuous and the check is trivial); and the
-best bound over the epochs is below 1 on every seed (non-vacuous), reached while the random
-labels are still unfit (E_R near 1/2, reported).
+Rules, each on one number per seed, judged by the 95% t-interval of its mean over seeds:
+1. the test error minus the bound, largest over the epochs, is below 0 (the bound holds at
+   every epoch, including the late ones where it is vacuous and the check is trivial);
+2. the smallest bound over the epochs is below 0.5, chance for a binary task
+   (non-vacuous), reached while the random labels are still unfit (E_R near 1/2, reported).
+
+History of the design. The first version used m = 210 (n / 5, the paper's ratio), 40
+epochs, no union bound, and read "non-vacuous" as below 1. For a binary task a bound is
+informative only below 0.5; and with delta / 40 the confidence term at m = 210 is 0.53 on
+its own, so no net could have passed: recomputed from that run the best bounds were 0.47
+to 0.63. The design was changed before any run of the new rules: the confidence term with
+the union bound is smallest near m = 600 to 700 of the 1258 images (it falls with m, while
+m / (2n) grows), about 0.33 at m = 600 with E = 20 (the best epochs were 1 to 10 in every
+run, so 20 epochs still show the bound turning vacuous). A pilot on seeds 500-504 (not
+used by any verdict) gave best bounds 0.38 to 0.44 (mean 0.417, standard deviation 0.023)
+and a largest excess of -0.28 to -0.37: five seeds put both intervals far from their
+thresholds. A larger m from MNIST-1D was not chosen: an MLP learns it poorly (see
+label-noise-order), so E_S and the test error would be far higher.
 """
 
 from __future__ import annotations
@@ -59,6 +72,7 @@ from repro.harness import (
     read_csv,
     save_figure,
     seed_agreement,
+    spread,
     write_csv,
 )
 from repro.models import EpochAccuracy, Retrainable, adam_classifier, batches
@@ -75,9 +89,9 @@ STATEMENT = (
 
 @dataclass(frozen=True)
 class Config:
-    random_size: int = 210  # m: points with coin-flip labels; the other 1258 - m are clean
-    delta: float = 0.1
-    epochs: int = 40
+    random_size: int = 600  # m: points with coin-flip labels; the other 1258 - m are clean
+    delta: float = 0.1  # over all epochs together; each epoch's bound uses delta / epochs
+    epochs: int = 20
     hidden: tuple[int, ...] = (256, 256)
     learning_rate: float = 1e-3
     batch_size: int = 32
@@ -114,6 +128,8 @@ TABLES = {
     ),
 }
 FIGURES = ("bound_vs_test_error.png",)
+
+CHANCE = 0.5  # error of a coin flip on a binary task: a bound above it says nothing
 
 
 def binary(labels: np.ndarray) -> np.ndarray:
@@ -167,9 +183,8 @@ def run(config: Config, seeds, out_dir):
             callbacks=[tracker],
         )
         accuracies = pd.DataFrame(tracker.rows)
-        terms = ratt_terms(
-            1.0 - accuracies["clean"], 1.0 - accuracies["random"], n, m, config.delta
-        )
+        epoch_delta = config.delta / config.epochs  # union bound over the epochs
+        terms = ratt_terms(1.0 - accuracies["clean"], 1.0 - accuracies["random"], n, m, epoch_delta)
         frames.append(
             pd.DataFrame(
                 {
@@ -177,7 +192,7 @@ def run(config: Config, seeds, out_dir):
                     "epoch": accuracies["epoch"],
                     "n_clean": n,
                     "m_random": m,
-                    "delta": config.delta,
+                    "delta": epoch_delta,
                     **terms,
                     "test_error": 1.0 - accuracies["test"],
                 }
@@ -202,29 +217,25 @@ def verdict(out_dir) -> Verdict:
         int(first["m_random"]),
         float(first["delta"]),
     )["bound"]
-    excess = (table["test_error"] - bound).groupby(table["seed"]).max()
+    excess = (table["test_error"] - bound).groupby(table["seed"]).max(skipna=False)
     best = best_epochs(table.assign(bound=bound))
     return Verdict(
         CLAIM_ID,
         (
-            Rule(
-                "test error minus bound, largest over all epochs (worst seed)",
-                excess.max(),
-                "<=",
-                0.0,
-                f"{seed_agreement(excess <= 0)} hold at every epoch; "
-                f"largest excess per seed {excess.min():.3g} to {excess.max():.3g}",
-            ),
-            Rule(
-                "smallest bound over the epochs (worst seed)",
-                best["bound"].max(),
+            Rule.over_seeds(
+                "test error minus bound, largest over the epochs (mean over seeds)",
+                excess,
                 "<",
-                1.0,
-                f"{seed_agreement(best['bound'] < 1)}; best bound {best['bound'].min():.3g} to "
-                f"{best['bound'].max():.3g} at epochs {best['epoch'].min()}-{best['epoch'].max()}, "
-                f"where E_R = {best['random_error'].min():.3g} to "
-                f"{best['random_error'].max():.3g} and test error "
-                f"{best['test_error'].min():.3g} to {best['test_error'].max():.3g}",
+                0.0,
+                f"{seed_agreement(excess < 0)} hold at every epoch",
+            ),
+            Rule.over_seeds(
+                "smallest bound over the epochs, below chance 0.5 (mean over seeds)",
+                best["bound"],
+                "<",
+                CHANCE,
+                f"at epochs {best['epoch'].min()}-{best['epoch'].max()}, where E_R is "
+                f"{spread(best['random_error'])} and the test error {spread(best['test_error'])}",
             ),
         ),
     )
@@ -241,17 +252,24 @@ def plot(out_dir):
         width=5.4,
         height=4.0,
     )
-    seed_band(ax_bound, table, "epoch", "bound", f"RATT bound (delta={delta:g})", color="tab:red")
+    seed_band(
+        ax_bound,
+        table,
+        "epoch",
+        "bound",
+        f"RATT bound (delta={delta:.2g} per epoch, {delta * table['epoch'].max():.2g} overall)",
+        color="tab:red",
+    )
     seed_band(ax_bound, table, "epoch", "test_error", "true test error", color="black")
     best = best_epochs(table)
     ax_bound.scatter(
         best["epoch"], best["bound"], color="tab:red", s=18, zorder=3, label="best bound per seed"
     )
-    ax_bound.axhline(1.0, color="grey", ls=":", lw=1)
+    ax_bound.axhline(CHANCE, color="grey", ls=":", lw=1)
     ax_bound.text(
         table["epoch"].max(),
-        1.0,
-        "vacuous above 1 ",
+        CHANCE,
+        "chance: vacuous above 0.5 ",
         ha="right",
         va="bottom",
         color="grey",
@@ -261,7 +279,7 @@ def plot(out_dir):
         xlabel="epoch",
         ylabel="0-1 error (mean; band: min-max over seeds)",
         title="bound and test error",
-        ylim=(0, None),
+        ylim=(0, 1.05),
     )
     ax_bound.legend(loc="upper left", fontsize=8)
 
