@@ -85,88 +85,269 @@ def test_ridge_with_lambda_n_sigma2_minimizes_the_noisy_mse():
     np.testing.assert_allclose(gradient, 0, atol=1e-12)
 
 
-def test_dropout_unbiased_fails_when_the_mean_is_biased(quick_results, tmp_path):
-    claim = claims.get("dropout-unbiased")
+def rule(verdict, name_part: str):
+    """The verdict's one rule whose name contains `name_part`."""
+    (found,) = [r for r in verdict.rules if name_part in r.name]
+    return found
+
+
+def doctored(quick_results, claim_id, tmp_path, table, change):
+    """The claim's verdict on its quick CSVs after `change(frame)` edits one table."""
+    claim = claims.get(claim_id)
     out = copy_tables(quick_results, claim, tmp_path)
-    draws = read_csv(out / "dropout_draws.csv")
-    draws.loc[draws.index[0], "mean_ratio"] *= 1.02
-    write_csv(draws, out / "dropout_draws.csv")
-    failed = [r.name for r in claim.verdict(out).rules if not r.passed]
-    assert len(failed) == 1 and "mean output" in failed[0]
+    frame = read_csv(out / table)
+    change(frame)
+    write_csv(frame, out / table)
+    return claim.verdict(out)
 
 
-def test_dropout_unbiased_fails_when_training_false_is_not_identity(quick_results, tmp_path):
-    claim = claims.get("dropout-unbiased")
-    out = copy_tables(quick_results, claim, tmp_path)
-    draws = read_csv(out / "dropout_draws.csv")
-    draws.loc[draws.index[-1], "identity_error"] = 1e-9
-    write_csv(draws, out / "dropout_draws.csv")
-    assert not claim.verdict(out).reproduced
+# ------------------------------------------------------------------ dropout-unbiased
 
 
-def test_weight_decay_rule_fails_when_keras_uses_the_other_factor(quick_results, tmp_path):
-    claim = claims.get("weight-decay")
-    out = copy_tables(quick_results, claim, tmp_path)
-    steps = read_csv(out / "one_step.csv")
-    steps["w_keras_step"] = steps["w_rule_step_if_lambda_were_c"]
-    write_csv(steps, out / "one_step.csv")
-    rules = claim.verdict(out).rules
-    assert not rules[0].passed and not rules[1].passed and rules[2].passed
+def scale_rate(column, factor):
+    def change(draws):
+        at_rate = draws["dropout_rate"] == draws["dropout_rate"].max()
+        draws.loc[at_rate, column] *= factor
+
+    return change
 
 
-def test_weight_decay_recorded_step_matches_the_rule_to_float_precision(quick_results):
+def set_first(column, value):
+    def change(frame):
+        frame.loc[frame.index[0], column] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "rule_name"),
+    [
+        (scale_rate("mean_ratio", 1.02), "mean output / input"),
+        (scale_rate("zero_fraction", 1.05), "zero fraction"),
+        # The survivors rescaled after all: mean (1 - p) / (1 - p) = 1, not 1 - p.
+        (
+            lambda d: d.__setitem__("no_rescale_mean_ratio", d["mean_ratio"]),
+            "no-rescale mean ratio",
+        ),
+        (set_first("survivor_scale_error", 1e-3), "survivors scaled"),
+        (set_first("identity_error", 1e-9), "training=False"),
+    ],
+)
+def test_dropout_unbiased_rule_fails_on_a_broken_column(quick_results, tmp_path, change, rule_name):
+    verdict = doctored(quick_results, "dropout-unbiased", tmp_path, "dropout_draws.csv", change)
+    assert rule(verdict, rule_name).outcome == "fail"
+    assert [r.outcome for r in verdict.rules].count("fail") == 1
+
+
+def test_dropout_unbiased_fails_loudly_on_nan(quick_results, tmp_path):
+    verdict = doctored(
+        quick_results,
+        "dropout-unbiased",
+        tmp_path,
+        "dropout_draws.csv",
+        set_first("mean_ratio", np.nan),
+    )
+    broken = rule(verdict, "mean output / input")
+    assert broken.outcome == "fail" and broken.reason == "no measurement"
+
+
+# ------------------------------------------------------------------------ weight-decay
+
+
+def test_weight_decay_recorded_steps_are_the_two_readings(quick_results):
     steps = read_csv(quick_results / "weight-decay" / "one_step.csv")
-    eta, lam = steps["learning_rate"], steps["lam"]
+    eta, lam, w = steps["learning_rate"], steps["lam"], steps["w_before"]
     assert (lam == 2 * steps["keras_l2"]).all()
-    # The decay part of the rule alone: the two rule columns differ by eta * (lambda / 2) w.
-    np.testing.assert_allclose(
-        steps["w_rule_step_if_lambda_were_c"] - steps["w_rule_step"],
-        eta * lam / 2 * steps["w_before"],
-        atol=1e-12,
-    )
     np.testing.assert_allclose(steps["w_keras_step"], steps["w_rule_step"], atol=1e-6)
-
-
-def test_weight_decay_fails_when_norm_grows_with_lambda(quick_results, tmp_path):
-    claim = claims.get("weight-decay")
-    out = copy_tables(quick_results, claim, tmp_path)
-    sweep = read_csv(out / "sweep.csv")
-    largest = sweep["lam"] == sweep["lam"].max()
-    sweep.loc[largest, "weight_norm"] = sweep["weight_norm"].max() * 2
-    write_csv(sweep, out / "sweep.csv")
-    assert not claim.verdict(out).reproduced
-
-
-def test_tikhonov_fails_when_noise_weights_sit_on_ols(quick_results, tmp_path):
-    claim = claims.get("input-noise-tikhonov")
-    out = copy_tables(quick_results, claim, tmp_path)
-    weights = read_csv(out / "weights.csv")
-    weights["w_noise"] = weights["w_ols"]
-    write_csv(weights, out / "weights.csv")
-    assert not any(rule.passed for rule in claim.verdict(out).rules)
-
-
-def test_l1_vs_l2_scores_support_on_a_hand_made_example(tmp_path):
-    claim = claims.get("l1-vs-l2")
-    # Groups 0 (relevant, duplicated), 1 (relevant), 2 and 3 (irrelevant).
-    table = pd.DataFrame(
-        {
-            "seed": 0,
-            "column": range(5),
-            "group": [0, 0, 1, 2, 3],
-            "is_duplicate": [False, True, False, False, False],
-            "true_weight": [1.5, 0.0, -1.0, 0.0, 0.0],
-            "w_l1": [1.2, 0.0, -0.8, 0.001, 0.3],  # 0.001 <= 1% of 1.2 counts as zero
-            "w_l2": [0.7, 0.6, -0.9, 0.2, 0.1],
-            "w_lasso": 0.0,
-            "w_ridge": [0.7, 0.6, -0.9, 0.2, 0.1],
-        }
+    # The slide's data step, recovered from its update; plain mse + L2(lambda) doubles both
+    # the decay and the data step.
+    data_step = (1 - eta * lam) * w - steps["w_rule_step"]
+    np.testing.assert_allclose(
+        steps["w_keras_step_plain_mse_l2_lambda"],
+        (1 - 2 * eta * lam) * w - 2 * data_step,
+        atol=1e-6,
     )
-    s = claim.scores(table).loc[0]
-    assert s["l1_recall"] == 1.0
-    assert s["l1_precision"] == pytest.approx(2 / 3)  # group 3 wrongly selected
-    assert s["l1_zero_share"] == pytest.approx(0.5)
-    assert s["l2_split_ratio"] == pytest.approx(0.6 / 0.7)
-    assert s["l1_split_ratio"] == 0.0
+
+
+def swap_in(column, source):
+    def change(frame):
+        frame[column] = frame[source]
+
+    return change
+
+
+def norms_grow_with_lambda(sweep):
+    sweep["weight_norm"] = 1.0 + sweep["lam"]
+
+
+def no_overfit_at_zero(sweep):
+    at_zero = sweep["lam"] == 0
+    sweep.loc[at_zero, "train_loss"] = sweep.loc[at_zero, "test_loss"]
+
+
+def decay_does_not_help(sweep):
+    at_zero = sweep[sweep["lam"] == 0].set_index("seed")["test_loss"]
+    sweep["test_loss"] = sweep["seed"].map(at_zero)
+
+
+@pytest.mark.parametrize(
+    ("table", "change", "rule_name"),
+    [
+        # The real alternative, plain mse + L2(lambda), in place of the lecture's set-up.
+        (
+            "one_step.csv",
+            swap_in("w_keras_step", "w_keras_step_plain_mse_l2_lambda"),
+            "half mse + L2(lambda/2)",
+        ),
+        (
+            "one_step.csv",
+            swap_in("w_keras_step_plain_mse_l2_lambda", "w_rule_step"),
+            "the alternative",
+        ),
+        ("sweep.csv", norms_grow_with_lambda, "largest ratio of ||w||"),
+        ("sweep.csv", no_overfit_at_zero, "lambda = 0 overfits"),
+        ("sweep.csv", decay_does_not_help, "validation-chosen lambda"),
+    ],
+)
+def test_weight_decay_rule_fails_on_a_broken_variant(
+    quick_results, tmp_path, table, change, rule_name
+):
+    verdict = doctored(quick_results, "weight-decay", tmp_path, table, change)
+    assert rule(verdict, rule_name).outcome == "fail"
+
+
+def test_weight_decay_fails_loudly_on_nan(quick_results, tmp_path):
+    verdict = doctored(
+        quick_results, "weight-decay", tmp_path, "one_step.csv", set_first("w_keras_step", np.nan)
+    )
+    broken = rule(verdict, "half mse + L2(lambda/2)")
+    assert broken.outcome == "fail" and broken.reason == "no measurement"
+
+
+# ---------------------------------------------------------------- input-noise-tikhonov
+
+
+@pytest.mark.parametrize(
+    ("change", "rule_name"),
+    [
+        (lambda w: w.__setitem__("w_noise", 1.1 * w["w_ridge"]), "/ ||w_ridge||"),
+        # Trained without noise: the weights sit on ordinary least squares.
+        (swap_in("w_noise", "w_ols"), "/ ||w_ridge - w_ols||"),
+    ],
+)
+def test_tikhonov_rule_fails_on_a_broken_variant(quick_results, tmp_path, change, rule_name):
+    verdict = doctored(quick_results, "input-noise-tikhonov", tmp_path, "weights.csv", change)
+    assert rule(verdict, rule_name).outcome == "fail"
+
+
+def test_tikhonov_fails_loudly_on_nan(quick_results, tmp_path):
+    verdict = doctored(
+        quick_results, "input-noise-tikhonov", tmp_path, "weights.csv", set_first("w_noise", np.nan)
+    )
+    assert all(r.outcome == "fail" and r.reason == "no measurement" for r in verdict.rules)
+
+
+# ---------------------------------------------------------------------------- l1-vs-l2
+
+
+def synthetic_weights(seeds=range(6)) -> pd.DataFrame:
+    """A clean table: two relevant groups (one duplicated), three irrelevant ones.
+
+    L1 equals the lasso and keeps one column of the pair; L2 equals ridge and splits it.
+    Small per-seed differences keep the intervals finite.
+    """
+    frames = []
+    for seed in seeds:
+        jitter = 0.01 * seed
+        ridge = np.array([0.7, 0.6 + jitter, -0.9, 0.2, 0.1, -0.1])
+        lasso = np.array([1.2 + jitter, 0.1, -0.8, 0.0, 0.0, 0.0])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "seed": seed,
+                    "column": range(6),
+                    "group": [0, 0, 1, 2, 3, 4],
+                    "is_duplicate": [False, True, False, False, False, False],
+                    "true_weight": [1.5, 0.0, -1.0, 0.0, 0.0, 0.0],
+                    "w_l1": lasso,
+                    "w_l2": ridge,
+                    "w_l1_keras_regularizer": lasso + 0.02,
+                    "w_lasso": lasso,
+                    "w_ridge": ridge,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def l1_vs_l2_verdict(table, tmp_path):
     write_csv(table, tmp_path / "weights.csv")
-    assert not claim.verdict(tmp_path).reproduced
+    return claims.get("l1-vs-l2").verdict(tmp_path)
+
+
+def test_l1_vs_l2_scores_a_hand_made_example():
+    table = synthetic_weights(seeds=[0])
+    table.loc[4, "w_l1"] = 0.3  # group 3 wrongly selected
+    s = claims.get("l1-vs-l2").scores(table).loc[0]
+    assert s["l1_recall"] == 1.0
+    assert s["l1_precision"] == pytest.approx(2 / 3)
+    assert s["l1_zero_share"] == pytest.approx(2 / 3)
+    assert s["l2_zero_share"] == 0.0
+    assert s["l2_split_ratio"] == pytest.approx(0.6 / 0.7)
+    assert s["l1_split_ratio"] == pytest.approx(0.1 / 1.2)
+    assert s["l1_gap"] == pytest.approx(0.3 / np.linalg.norm([1.2, 0.1, -0.8]))
+
+
+def test_l1_vs_l2_clean_synthetic_table_is_reproduced(tmp_path):
+    assert l1_vs_l2_verdict(synthetic_weights(), tmp_path).reproduced
+
+
+def select_irrelevant(table):
+    table.loc[table["group"] >= 2, "w_l1"] = 0.3
+
+
+def miss_relevant(table):
+    table.loc[table["group"] == 1, "w_l1"] = 0.0
+
+
+def break_the_l2_split(table):
+    table.loc[table["is_duplicate"], "w_l2"] = 0.01
+
+
+@pytest.mark.parametrize(
+    ("change", "rule_name"),
+    [
+        (lambda t: t.__setitem__("w_l1", 1.05 * t["w_lasso"] + 0.05), "L1 (proximal) converged"),
+        (lambda t: t.__setitem__("w_l2", 1.05 * t["w_ridge"]), "L2 converged"),
+        (miss_relevant, "recall"),
+        (select_irrelevant, "precision"),
+        (select_irrelevant, "exactly zero"),
+        (break_the_l2_split, "L2: smaller / larger"),
+        (swap_in("w_l1", "w_l2"), "split ratio under L2 minus under L1"),
+    ],
+)
+def test_l1_vs_l2_rule_fails_on_a_broken_table(tmp_path, change, rule_name):
+    table = synthetic_weights()
+    change(table)
+    assert rule(l1_vs_l2_verdict(table, tmp_path), rule_name).outcome == "fail"
+
+
+def test_l1_vs_l2_keras_l1_regularizer_has_not_converged(quick_results, tmp_path):
+    # The real broken variant: Keras' own L1 regularizer on plain SGD instead of the
+    # proximal step. It neither reaches the lasso nor sets any weight exactly to zero.
+    verdict = doctored(
+        quick_results,
+        "l1-vs-l2",
+        tmp_path,
+        "weights.csv",
+        swap_in("w_l1", "w_l1_keras_regularizer"),
+    )
+    assert rule(verdict, "L1 (proximal) converged").outcome == "fail"
+    assert rule(verdict, "exactly zero").outcome == "fail"
+
+
+def test_l1_vs_l2_fails_loudly_on_nan(tmp_path):
+    table = synthetic_weights()
+    table.loc[0, "w_l1"] = np.nan
+    broken = rule(l1_vs_l2_verdict(table, tmp_path), "L1 (proximal) converged")
+    assert broken.outcome == "fail" and broken.reason == "no measurement"

@@ -21,8 +21,18 @@ Tolerances: "within 1%" is read as a relative error of at most 1% of the theoret
 (for the zero fraction, of p). With 2e6 entries per measurement the sampling error of
 either ratio is at most about 0.25% (worst case p = 0.9, where a kept entry carries 10x the
 input), so 1% is about four standard errors: a real bias of 1% would be caught, sampling
-noise would not trigger it. The survivor scale is only required to match to float32
-precision (1e-6), the identity exactly.
+noise would not trigger it.
+
+Rules. The three sampled quantities give one number per seed, the worst relative error over
+the rates, and are judged by the 95% t-interval of its mean over seeds against 1%. The
+other two are exact by construction and compare the worst entry of all seeds plainly: the
+survivors' scale is one float32 division (rounding only, so 1e-6), and the identity with
+training off is exact (0). Negative controls (tests): each column doctored in turn.
+
+Seeds: the earlier 30-seed run gave a worst error per seed of 0.0018 +- 0.0011 for each
+sampled quantity, so even five seeds put the interval's upper end near 0.3%, far below 1%;
+the full profile runs ten. History: until the intervals, every rule judged the worst seed,
+over 30 seeds.
 """
 
 from __future__ import annotations
@@ -69,7 +79,7 @@ class Config:
 
 
 PROFILES = {"quick": Config(dropout_rates=(0.1, 0.5, 0.9), draws=500), "full": Config()}
-SEEDS = {"quick": (0, 1), "full": tuple(range(30))}
+SEEDS = {"quick": (0, 1, 2), "full": tuple(range(10))}
 TABLES = {
     "dropout_draws.csv": (
         "seed",
@@ -129,26 +139,28 @@ def relative_error(draws: pd.DataFrame, measured: str, theory: str) -> pd.Series
     return (draws[measured] - draws[theory]).abs() / draws[theory]
 
 
-def worst_per_seed(draws: pd.DataFrame, errors: pd.Series) -> pd.Series:
-    return errors.groupby(draws["seed"]).max()
+def worst_per_seed(draws: pd.DataFrame, errors: pd.Series) -> np.ndarray:
+    """Largest error of each seed; NumPy's max keeps a NaN (pandas' would skip it)."""
+    return errors.groupby(draws["seed"]).apply(lambda e: e.to_numpy().max()).to_numpy()
 
 
 def verdict(out_dir) -> Verdict:
     draws = read_csv(out_dir / "dropout_draws.csv")
-    mean_error = worst_per_seed(draws, relative_error(draws, "mean_ratio", "theory_mean_ratio"))
-    zero_error = worst_per_seed(
-        draws, relative_error(draws, "zero_fraction", "theory_zero_fraction")
-    )
-    no_rescale_error = worst_per_seed(
-        draws, relative_error(draws, "no_rescale_mean_ratio", "theory_no_rescale_mean_ratio")
-    )
-    scale_error = worst_per_seed(draws, draws["survivor_scale_error"])
-    identity_error = worst_per_seed(draws, draws["identity_error"])
     rates = ", ".join(f"{p:g}" for p in sorted(draws["dropout_rate"].unique()))
 
-    def rule(name, errors, tolerance):
+    def sampled_rule(name, measured, theory):
+        errors = worst_per_seed(draws, relative_error(draws, measured, theory))
+        return Rule.over_seeds(
+            f"{name}: worst relative error of a seed over p = {rates}",
+            errors,
+            "<=",
+            RELATIVE_TOLERANCE,
+        )
+
+    def exact_rule(name, column, tolerance, why):
+        errors = worst_per_seed(draws, draws[column])
         return Rule(
-            f"{name} (worst seed and rate; p = {rates})",
+            f"{name}, worst seed and rate (exact: {why})",
             errors.max(),
             "<=",
             tolerance,
@@ -158,15 +170,25 @@ def verdict(out_dir) -> Verdict:
     return Verdict(
         CLAIM_ID,
         (
-            rule("relative error of mean output / input vs 1", mean_error, RELATIVE_TOLERANCE),
-            rule("relative error of zero fraction vs p", zero_error, RELATIVE_TOLERANCE),
-            rule(
-                "relative error of no-rescale mean ratio vs 1 - p",
-                no_rescale_error,
-                RELATIVE_TOLERANCE,
+            sampled_rule("mean output / input vs 1", "mean_ratio", "theory_mean_ratio"),
+            sampled_rule("zero fraction vs p", "zero_fraction", "theory_zero_fraction"),
+            sampled_rule(
+                "no-rescale mean ratio vs 1 - p",
+                "no_rescale_mean_ratio",
+                "theory_no_rescale_mean_ratio",
             ),
-            rule("survivors scaled by 1/(1-p): largest relative error", scale_error, 1e-6),
-            rule("largest |output - input| with training=False", identity_error, 0.0),
+            exact_rule(
+                "survivors scaled by 1/(1-p): largest relative error",
+                "survivor_scale_error",
+                SURVIVOR_TOLERANCE,
+                "one float32 division per entry, no sampling",
+            ),
+            exact_rule(
+                "largest |output - input| with training=False",
+                "identity_error",
+                0.0,
+                "the layer passes its input through",
+            ),
         ),
     )
 

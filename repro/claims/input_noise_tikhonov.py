@@ -20,9 +20,21 @@ each copy with fresh noise, so a step's gradient is close to the expected one; t
 learning rate decays exponentially so that what noise is left averages out. The CSV holds,
 per feature, the noise-trained weight beside the closed-form ridge and OLS weights.
 
-Rules: relative distance ||w_noise - w_ridge|| / ||w_ridge|| <= 0.02 (close), and
-||w_noise - w_ridge|| / ||w_ridge - w_ols|| <= 0.1 (ten times closer to ridge than the
-ridge solution is to OLS), at every sigma and seed.
+Rules, each on one number per seed (the worst sigma of that seed), judged by the 95%
+t-interval of its mean over seeds: relative distance ||w_noise - w_ridge|| / ||w_ridge||
+<= 0.02 (close), and ||w_noise - w_ridge|| / ||w_ridge - w_ols|| <= 0.1 (ten times closer to
+ridge than the ridge solution is to OLS). Negative control (tests): weights that sit on OLS.
+
+Seeds: a pilot on seeds 100-107 (not used by any verdict) gave per-seed worst distances of
+0.0049 +- 0.0013 (relative) and 0.015 +- 0.0055 (versus OLS); three seeds would put both
+intervals well below their thresholds, the full profile runs ten. The same pilot with 300
+steps instead of 600 left 3% between noise and ridge weights, above the tolerance: the
+steps are what makes the trained weights reach the solution, so the quick profile keeps
+them too.
+
+History: until the intervals, both rules judged the worst seed. Speed (106 s -> about 15 s
+for the full profile, same steps and copies): the model is compiled once and restarted for
+every seed, and each step's batch is one tensor rather than 2,000 rows batched again.
 """
 
 from __future__ import annotations
@@ -40,12 +52,10 @@ from repro.harness import (
     progress,
     read_csv,
     save_figure,
-    seed_agreement,
-    seed_everything,
     spread,
     write_csv,
 )
-from repro.models import EPOCH_PER_CALL, repeated_batch
+from repro.models import EPOCH_PER_CALL, Retrainable
 
 CLAIM_ID = "input-noise-tikhonov"
 SLIDE = "Dropout"
@@ -81,8 +91,8 @@ class Config:
             raise ValueError("target_noise_sd must be non-negative")
 
 
-PROFILES = {"quick": Config(sigmas=(0.5, 1.0), steps=300), "full": Config()}
-SEEDS = {"quick": (0,), "full": tuple(range(10))}
+PROFILES = {"quick": Config(sigmas=(0.5, 1.0)), "full": Config()}
+SEEDS = {"quick": (0, 1, 2), "full": tuple(range(10))}
 TABLES = {
     "weights.csv": ("seed", "sigma", "lam", "feature", "w_noise", "w_ridge", "w_ols"),
 }
@@ -127,23 +137,44 @@ def noise_model(config: Config):
         loss=["mse"] * len(heads),
         steps_per_execution=EPOCH_PER_CALL,
     )
-    return model, heads
+    return model
 
 
-def train_with_input_noise(model, heads, x, y, config: Config) -> list[np.ndarray]:
+def restart_noise(model, rng) -> None:
+    """Give every GaussianNoise layer its own fresh stream, drawn from this seed's generator.
+
+    The layers' random state is not among the weights that Retrainable resets, so without
+    this a seed's noise would depend on which seeds ran before it.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.GaussianNoise):
+            layer.seed_generator.state.assign(np.array([rng.integers(2**31), 0], dtype="int64"))
+
+
+def train_with_input_noise(model, x, y, config: Config) -> list[np.ndarray]:
+    import tensorflow as tf
+
     # One Keras epoch of `steps` batches, each the data set `copies` times with fresh noise.
+    # The batch is one tensor repeated (from_tensors): batching its 2,000 rows anew for every
+    # step, as repeated_batch does, took three quarters of the time.
     x_copies = np.tile(x.astype("float32"), (config.copies, 1))
     y_copies = np.tile(y.astype("float32")[:, None], (config.copies, 1))
-    model.fit(repeated_batch(x_copies, [y_copies] * len(heads), config.steps), verbose=0)
+    heads = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    steps = tf.data.Dataset.from_tensors((x_copies, (y_copies,) * len(heads))).repeat(config.steps)
+    model.fit(steps, verbose=0)
     return [np.asarray(head.kernel, dtype=np.float64)[:, 0] for head in heads]
 
 
 def run(config: Config, seeds, out_dir):
     frames = []
+    # Compiled once; every seed restarts it from zero weights and a fresh learning-rate schedule.
+    noise_heads = Retrainable(lambda: noise_model(config))
     for seed in progress(seeds, CLAIM_ID):
-        x, y = make_data(np.random.default_rng(seed), config)
-        seed_everything(seed)  # seeds the GaussianNoise draws of the model built next
-        trained = train_with_input_noise(*noise_model(config), x, y, config)
+        rng = np.random.default_rng(seed)
+        x, y = make_data(rng, config)
+        model = noise_heads.restart(seed)
+        restart_noise(model, rng)
+        trained = train_with_input_noise(model, x, y, config)
         w_ols = ridge(x, y, 0.0)
         for sigma, w_noise in zip(config.sigmas, trained, strict=True):
             lam = config.examples * sigma**2
@@ -185,30 +216,31 @@ def distances(weights: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def worst_per_seed(values: pd.Series, seeds: pd.Series) -> np.ndarray:
+    """Largest value of each seed; NumPy's max keeps a NaN (pandas' would skip it)."""
+    return values.groupby(seeds).apply(lambda v: v.to_numpy().max()).to_numpy()
+
+
 def verdict(out_dir) -> Verdict:
     d = distances(read_csv(out_dir / "weights.csv"))
-    relative = d["noise_to_ridge"] / d["ridge_norm"]
-    versus_ols = d["noise_to_ridge"] / d["ridge_to_ols"]
-    worst_relative = relative.groupby(d["seed"]).max()
-    worst_versus_ols = versus_ols.groupby(d["seed"]).max()
+    relative = worst_per_seed(d["noise_to_ridge"] / d["ridge_norm"], d["seed"])
+    versus_ols = worst_per_seed(d["noise_to_ridge"] / d["ridge_to_ols"], d["seed"])
     sigmas = ", ".join(f"{s:g}" for s in sorted(d["sigma"].unique()))
     return Verdict(
         CLAIM_ID,
         (
-            Rule(
-                f"||w_noise - w_ridge|| / ||w_ridge||, lambda = n sigma^2 (worst seed and "
-                f"sigma; sigma = {sigmas})",
-                worst_relative.max(),
+            Rule.over_seeds(
+                f"||w_noise - w_ridge|| / ||w_ridge||, lambda = n sigma^2, worst sigma of a "
+                f"seed (sigma = {sigmas})",
+                relative,
                 "<=",
                 RIDGE_DISTANCE,
-                f"{seed_agreement(worst_relative <= RIDGE_DISTANCE)}; {spread(relative)}",
             ),
-            Rule(
-                "||w_noise - w_ridge|| / ||w_ridge - w_ols|| (worst seed and sigma)",
-                worst_versus_ols.max(),
+            Rule.over_seeds(
+                "||w_noise - w_ridge|| / ||w_ridge - w_ols||, worst sigma of a seed",
+                versus_ols,
                 "<=",
                 RIDGE_VS_OLS,
-                f"{seed_agreement(worst_versus_ols <= RIDGE_VS_OLS)}; {spread(versus_ols)}; "
                 f"||w_noise - w_ols|| / ||w_ridge - w_ols|| "
                 f"{spread(d['noise_to_ols'] / d['ridge_to_ols'])}",
             ),
