@@ -1,35 +1,41 @@
 """Claim: dropout shrinks the generalization gap of a wide MLP (results/dropout-regularizes/).
 
-Slide "Dropout". A wide MLP trained on a small training set memorizes it: train accuracy
-100%, test accuracy far lower. Dropout on the hidden layers makes memorizing harder, so
-the train-test gap shrinks, and (the useful part) test accuracy goes up for a moderate rate.
+Slide "Dropout". A wide MLP can fit its training set almost exactly; dropout on its hidden
+layers makes that memorizing harder, so the train-test gap shrinks and, for a rate chosen
+on validation data, test accuracy goes up.
 
-Experiment: MNIST-1D (40 features, 10 classes, a hard problem for an MLP), `train_examples`
-training examples drawn per seed, a 2 x 256 ReLU MLP with keras.layers.Dropout after each
-hidden layer, Adam, the same number of epochs for every rate. Accuracy is measured with
-dropout off (training=False). The rates are swept from 0 to 0.8.
+Design, decided before any new data (issue 14):
+- Data in dropout's regime: MNIST-1D from its own generator, 4000 training and 2000
+  validation examples drawn per seed from a generated pool of 8000, and one generated test
+  set of 20,000 examples (sampling noise of a test accuracy near 0.6: about 0.35 points).
+  Srivastava et al. (2014, section 7.4) saw no gain from dropout below about 1,000
+  training examples; the earlier design used 500 and a 1,000-example test set.
+- Model: a 2 x 512 ReLU MLP with keras.layers.Dropout(p) after each hidden layer, for
+  p in {0, 0.1, 0.2, 0.3, 0.5}. All five arms are trained side by side in one Keras model,
+  on the same batches from the same initial weights' seed: paired on initial weights and
+  batch order. Every arm gets the same budget of epochs and Adam steps.
+- Checkpoint: for every arm, the baseline included, the epoch with the lowest validation
+  loss (the weights are kept and restored, as EarlyStopping(restore_best_weights=True)
+  would, but per arm of the shared model).
+- The rate is chosen per seed, as a practitioner would: the highest validation accuracy
+  (counted in examples, so ties are exact and go to the smaller rate).
+- Accuracies are measured with dropout off (training=False).
 
-Which rate counts as "the best": chosen per seed on a validation set drawn from the unused
-part of the MNIST-1D training split, never on the test set, so the test-accuracy rule is
-not tuned on the numbers it judges.
+Rules (95% t-interval over seeds of a per-seed paired statistic):
+1. test gain: test accuracy at the chosen rate minus at p = 0, mean > 0. The lecture's
+   "dropout improves test accuracy"; 0 because any gain that the interval excludes from
+   0 is the effect, and its size is reported, not required.
+2. gap change: (train - test accuracy) at the chosen rate minus at p = 0, mean < 0. The
+   lecture's "dropout shrinks the gap", judged at the rate that is actually chosen.
 
-Rules: (1) the gap at the chosen rate is smaller than at p = 0 in every seed; (2) the mean
-gap over seeds falls at every step of the sweep; (3) the chosen rate beats p = 0 on test
-accuracy by at least one percentage point on average over seeds and (4) in at least 80% of
-seeds. What the experiment shows beyond the rules: the first rule I wrote asked for the gap
-at the chosen rate to be at most half the gap at p = 0, and that does not hold: at the best
-rate (0.2-0.4) the network still fits its 500 examples almost perfectly, and the gap shrinks
-only by about 5% (median ratio 0.95; gap 0.65 at p = 0). The gap closes at rates (0.6-0.8)
-where the network can no longer fit its training set, and there test accuracy is back at
-or below p = 0. So the gain in test accuracy from dropout is real but modest (about 2
-points), and most of the gap remains.
+Pilot (seeds 100-102, which the verdict never uses): see PILOT below; the number of full
+seeds comes from its spread.
 
-Rule (4) is where the claim is fragile, and it fails in the committed results: 3 of 5
-seeds gain a point or more (gains 0.7 to 4.9 points, mean 2.3). Only the order in which
-the batches are drawn changed since a run that passed with 5 of 5 (gains 1.2 to 4.7
-points, mean 2.5; Keras' own shuffling of NumPy arrays, replaced by repro.models.batches
-for speed). A gain that a new data order can push below a point on two seeds out of
-five is not a reliable point per seed; the rules stay as they were written.
+History: the first design (500 training examples, 2 x 256, rates up to 0.8, no early
+stopping, a 1,000-example test set) judged "at least 1 point in 80% of seeds" and "gap
+halved", later relaxed to "gap smaller" after data. Its per-seed gains (+0.7 to +4.2
+points) were within the test set's sampling noise, and its verdict flipped between
+machines and seed sets. Both rules were replaced by the two above, with intervals.
 """
 
 from __future__ import annotations
@@ -41,47 +47,50 @@ import numpy as np
 import pandas as pd
 
 from repro.data import mnist1d
-from repro.figures import figure, seed_band
+from repro.figures import figure
 from repro.harness import (
     Rule,
     Verdict,
+    mean_interval,
     progress,
     read_csv,
     save_figure,
-    seed_agreement,
-    seed_everything,
-    spread,
     write_csv,
 )
-from repro.models import EPOCH_PER_CALL, accuracy, batches, mlp
+from repro.models import EPOCH_PER_CALL, Retrainable, batches, mlp
 
 CLAIM_ID = "dropout-regularizes"
 SLIDE = "Dropout"
 STATEMENT = (
-    "On a small training set a wide MLP overfits; dropout on its hidden layers shrinks the "
-    "train-test accuracy gap and a moderate dropout rate improves test accuracy."
+    "A wide MLP fits its training set far better than new data; dropout on its hidden "
+    "layers shrinks that train-test gap, and a rate chosen on validation data improves "
+    "test accuracy."
 )
 
 
 @dataclass(frozen=True)
 class Config:
-    dropout_rates: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8)
-    train_examples: int = 500
-    validation_examples: int = 1000
-    hidden: tuple[int, ...] = (256, 256)
-    epochs: int = 40
-    batch_size: int = 50
+    dropout_rates: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
+    train_examples: int = 4000
+    validation_examples: int = 2000
+    pool_examples: int = 8000  # generated; each seed draws its training and validation sets
+    test_examples: int = 20000
+    hidden: tuple[int, ...] = (512, 512)
+    epochs: int = 60
+    batch_size: int = 128
     learning_rate: float = 1e-3
 
     def __post_init__(self):
         if not self.dropout_rates or not all(0 <= p < 1 for p in self.dropout_rates):
             raise ValueError("every dropout rate must lie in [0, 1)")
-        if 0.0 not in self.dropout_rates:
-            raise ValueError("the sweep needs p = 0, the baseline without dropout")
-        if self.train_examples < 1 or self.validation_examples < 1:
-            raise ValueError("train_examples and validation_examples must be positive")
-        if self.train_examples + self.validation_examples > 4000:
-            raise ValueError("MNIST-1D's training split holds 4000 examples")
+        if self.dropout_rates[0] != 0.0 or list(self.dropout_rates) != sorted(self.dropout_rates):
+            raise ValueError("the rates must rise from p = 0, the baseline without dropout")
+        if min(self.train_examples, self.validation_examples, self.test_examples) < 1:
+            raise ValueError("train, validation and test examples must be positive")
+        if self.train_examples + self.validation_examples > self.pool_examples:
+            raise ValueError("the training and validation sets are drawn from pool_examples")
+        if (self.pool_examples + self.test_examples) % 10:
+            raise ValueError("MNIST-1D's generator makes the same number of each of 10 classes")
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError("hidden widths must be positive")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
@@ -90,15 +99,24 @@ class Config:
 
 PROFILES = {
     "quick": Config(
-        dropout_rates=(0.0, 0.5), train_examples=200, validation_examples=200, epochs=5
+        dropout_rates=(0.0, 0.5),
+        train_examples=400,
+        validation_examples=200,
+        pool_examples=800,
+        test_examples=1000,
+        hidden=(64, 64),
+        epochs=4,
     ),
     "full": Config(),
 }
-SEEDS = {"quick": (0,), "full": tuple(range(5))}
+SEEDS = {"quick": (0, 1), "full": tuple(range(10))}
 TABLES = {
     "accuracy.csv": (
         "seed",
         "dropout_rate",
+        "best_epoch",
+        "validation_loss",
+        "validation_correct",
         "train_accuracy",
         "validation_accuracy",
         "test_accuracy",
@@ -107,50 +125,99 @@ TABLES = {
 }
 FIGURES = ("accuracy_vs_rate.png",)
 
-MIN_TEST_GAIN = 0.01
-MIN_SEED_SHARE = 0.8
+
+def compiled_arms(config: Config, input_dim: int) -> keras.Model:
+    """One MLP per rate side by side in one Keras model: the summed losses give each its own
+    gradients, so each arm trains as it would alone, on the same batches."""
+    inputs = keras.Input((input_dim,))
+    arms = [
+        mlp(input_dim, 10, hidden=config.hidden, dropout_rate=rate, name=f"p_{i}")
+        for i, rate in enumerate(config.dropout_rates)
+    ]
+    model = keras.Model(inputs, [arm(inputs) for arm in arms])
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True)] * len(arms),
+        steps_per_execution=EPOCH_PER_CALL,
+    )
+    return model
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_softmax[np.arange(len(labels)), labels].mean())
+
+
+class BestValidationLoss(keras.callbacks.Callback):
+    """After each epoch, keep each arm's weights if its validation loss is its lowest yet."""
+
+    def __init__(self, x_validation, y_validation):
+        super().__init__()
+        self.x, self.y = x_validation, y_validation
+
+    def on_train_begin(self, logs=None):
+        arms = len(self.model.outputs)
+        self.best_loss, self.best_epoch = [np.inf] * arms, [0] * arms
+        self.best_weights = [None] * arms
+
+    def on_epoch_end(self, epoch, logs=None):
+        all_logits = self.model.predict_on_batch(self.x)  # dropout off in predict
+        for i, logits in enumerate(all_logits):
+            loss = cross_entropy(np.asarray(logits), self.y)
+            if loss < self.best_loss[i]:
+                self.best_loss[i], self.best_epoch[i] = loss, epoch + 1
+                self.best_weights[i] = self.arm(i).get_weights()
+
+    def arm(self, i: int) -> keras.Model:
+        return self.model.get_layer(f"p_{i}")
+
+    def restore(self) -> None:
+        for i, weights in enumerate(self.best_weights):
+            self.arm(i).set_weights(weights)
 
 
 def run(config: Config, seeds, out_dir):
-    x_pool, y_pool, x_test, y_test = mnist1d()
+    x_pool, y_pool, x_test, y_test = mnist1d(
+        num_samples=config.pool_examples + config.test_examples,
+        train_split=config.pool_examples / (config.pool_examples + config.test_examples),
+    )
+    assert len(y_pool) == config.pool_examples and len(y_test) == config.test_examples
+    net = Retrainable(lambda: compiled_arms(config, x_pool.shape[1]))
     rows = []
     for seed in progress(seeds, CLAIM_ID):
         order = np.random.default_rng(seed).permutation(len(y_pool))
         train = order[: config.train_examples]
         validation = order[config.train_examples :][: config.validation_examples]
-        seed_everything(seed)
-        # One independent MLP per rate, all trained side by side in one Keras model on the
-        # same batches (the summed losses give each its own gradients): a paired comparison,
-        # and one compiled training step instead of one per rate.
-        inputs = keras.Input((x_pool.shape[1],))
-        networks = [
-            mlp(x_pool.shape[1], 10, hidden=config.hidden, dropout_rate=rate, name=f"p_{i}")
-            for i, rate in enumerate(config.dropout_rates)
-        ]
-        model = keras.Model(inputs, [network(inputs) for network in networks])
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True)] * len(networks),
-            steps_per_execution=EPOCH_PER_CALL,
-        )
+        model = net.restart(seed)
+        best = BestValidationLoss(x_pool[validation], y_pool[validation])
         model.fit(
-            batches(
-                x_pool[train], [y_pool[train]] * len(networks), config.batch_size, shuffle_seed=seed
-            ),
+            batches(x_pool[train], [y_pool[train]] * len(model.outputs), config.batch_size, seed),
             epochs=config.epochs,
             verbose=0,
+            callbacks=[best],
         )
-        for rate, network in zip(config.dropout_rates, networks, strict=True):
-            train_accuracy = accuracy(network, x_pool[train], y_pool[train])
-            test_accuracy = accuracy(network, x_test, y_test)
+        best.restore()
+        sets = {
+            "train": (x_pool[train], y_pool[train]),
+            "validation": (x_pool[validation], y_pool[validation]),
+            "test": (x_test, y_test),
+        }
+        correct = {
+            name: [np.asarray(logits).argmax(axis=1) == y for logits in model.predict_on_batch(x)]
+            for name, (x, y) in sets.items()
+        }
+        for i, rate in enumerate(config.dropout_rates):
+            train_accuracy, test_accuracy = correct["train"][i].mean(), correct["test"][i].mean()
             rows.append(
                 {
                     "seed": seed,
                     "dropout_rate": rate,
+                    "best_epoch": best.best_epoch[i],
+                    "validation_loss": best.best_loss[i],
+                    "validation_correct": int(correct["validation"][i].sum()),
                     "train_accuracy": train_accuracy,
-                    "validation_accuracy": accuracy(
-                        network, x_pool[validation], y_pool[validation]
-                    ),
+                    "validation_accuracy": correct["validation"][i].mean(),
                     "test_accuracy": test_accuracy,
                     "gap": train_accuracy - test_accuracy,
                 }
@@ -158,73 +225,97 @@ def run(config: Config, seeds, out_dir):
     write_csv(pd.DataFrame(rows), out_dir / "accuracy.csv")
 
 
-def chosen_rates(table: pd.DataFrame) -> pd.DataFrame:
-    """Per seed, the row of the rate with the best validation accuracy."""
-    return table.loc[table.groupby("seed")["validation_accuracy"].idxmax()].set_index("seed")
+def paired(table: pd.DataFrame) -> pd.DataFrame:
+    """Per seed: the chosen rate, and its test gain and gap change against p = 0."""
+    table = table.sort_values(["seed", "dropout_rate"], kind="stable")
+    # idxmax keeps the first of equal counts: ties go to the smaller rate.
+    chosen = table.loc[table.groupby("seed")["validation_correct"].idxmax()].set_index("seed")
+    baseline = table[table["dropout_rate"] == 0].set_index("seed")
+    return pd.DataFrame(
+        {
+            "chosen_rate": chosen["dropout_rate"],
+            "test_gain": chosen["test_accuracy"] - baseline["test_accuracy"],
+            "gap_change": chosen["gap"] - baseline["gap"],
+            "baseline_gap": baseline["gap"],
+        }
+    )
 
 
 def verdict(out_dir) -> Verdict:
-    table = read_csv(out_dir / "accuracy.csv")
-    baseline = table[table["dropout_rate"] == 0].set_index("seed")
-    chosen = chosen_rates(table)
-    gap_ratio = chosen["gap"] / baseline["gap"]
-    mean_gap = table.groupby("dropout_rate")["gap"].mean().sort_index()
-    gain = chosen["test_accuracy"] - baseline["test_accuracy"]
-    rates = ", ".join(f"{p:g}" for p in chosen["dropout_rate"])
-    gaps = ", ".join(f"{gap:.3f}" for gap in mean_gap)
+    per_seed = paired(read_csv(out_dir / "accuracy.csv"))
+    rates = ", ".join(f"{p:g}" for p in per_seed["chosen_rate"])
     return Verdict(
         CLAIM_ID,
         (
-            Rule(
-                "gap at the validation-chosen rate / gap at p = 0 (worst seed)",
-                gap_ratio.max(),
+            Rule.over_seeds(
+                "test gain: test accuracy at the validation-chosen rate minus at p = 0",
+                per_seed["test_gain"].to_numpy(),
+                ">",
+                0.0,
+                f"chosen rates {rates}",
+            ),
+            Rule.over_seeds(
+                "gap change: train-test gap at the validation-chosen rate minus at p = 0",
+                per_seed["gap_change"].to_numpy(),
                 "<",
-                1.0,
-                f"{seed_agreement(gap_ratio < 1)}; {spread(gap_ratio)}; "
-                f"gap at p = 0 {spread(baseline['gap'])}",
-            ),
-            Rule(
-                "largest ratio of mean gap at the next larger rate to mean gap",
-                (mean_gap.to_numpy()[1:] / mean_gap.to_numpy()[:-1]).max(),
-                "<",
-                1.0,
-                f"mean gap over {len(baseline)} seeds at p = "
-                f"{', '.join(f'{p:g}' for p in mean_gap.index)}: {gaps}",
-            ),
-            Rule(
-                "test accuracy gain of the validation-chosen rate over p = 0 (mean over seeds)",
-                gain.mean(),
-                ">=",
-                MIN_TEST_GAIN,
-                f"{seed_agreement(gain >= MIN_TEST_GAIN)}; {spread(gain)}; chosen rates {rates}",
-            ),
-            Rule(
-                "share of seeds where the chosen rate gains >= 1 point of test accuracy",
-                (gain >= MIN_TEST_GAIN).mean(),
-                ">=",
-                MIN_SEED_SHARE,
-                f"{seed_agreement(gain >= MIN_TEST_GAIN)}",
+                0.0,
+                f"gap at p = 0: mean {per_seed['baseline_gap'].mean():.3f}",
             ),
         ),
     )
 
 
 def plot(out_dir):
-    table = read_csv(out_dir / "accuracy.csv")
-    fig, (ax_accuracy, ax_gap) = figure(
-        f"dropout-regularizes: MNIST-1D, {table['seed'].nunique()} seeds (mean, min-max band)",
-        ncols=2,
+    table = read_csv(out_dir / "accuracy.csv").sort_values(["seed", "dropout_rate"])
+    per_seed = paired(table)
+    baseline = table[table["dropout_rate"] == 0].set_index("seed")
+    table["test_gain"] = table["test_accuracy"] - table["seed"].map(baseline["test_accuracy"])
+    table["gap_change"] = table["gap"] - table["seed"].map(baseline["gap"])
+    seeds = table["seed"].nunique()
+    fig, axes = figure(
+        f"dropout-regularizes: MNIST-1D, 2-layer MLP, {seeds} seeds "
+        "(mean and 95% t-interval over seeds)",
+        ncols=3,
+        width=4.6,
         height=4.0,
     )
-    seed_band(ax_accuracy, table, "dropout_rate", "train_accuracy", label="train", color="tab:blue")
-    seed_band(ax_accuracy, table, "dropout_rate", "test_accuracy", label="test", color="tab:orange")
+
+    def mean_band(ax, column, label, color):
+        rates = sorted(table["dropout_rate"].unique())
+        stats = np.array(
+            [mean_interval(table.loc[table["dropout_rate"] == p, column]) for p in rates]
+        )
+        ax.plot(rates, stats[:, 0], color=color, lw=1.8, marker="o", ms=3, label=label)
+        ax.fill_between(rates, stats[:, 1], stats[:, 2], color=color, alpha=0.25, lw=0)
+
+    ax_accuracy, ax_gain, ax_gap = axes
+    mean_band(ax_accuracy, "train_accuracy", "train", "tab:blue")
+    mean_band(ax_accuracy, "test_accuracy", "test", "tab:orange")
     ax_accuracy.set(
         xlabel="dropout rate p (after each hidden layer)",
         ylabel="accuracy (dropout off)",
-        title="wide MLP, small training set",
+        title="at each arm's best-validation-loss epoch",
     )
     ax_accuracy.legend()
-    seed_band(ax_gap, table, "dropout_rate", "gap", color="tab:red")
-    ax_gap.axhline(0, color="grey", lw=0.8)
-    ax_gap.set(xlabel="dropout rate p", ylabel="train - test accuracy", title="generalization gap")
+
+    for ax, column, name in (
+        (ax_gain, "test_gain", "test gain over p = 0 (accuracy)"),
+        (ax_gap, "gap_change", "change of train-test gap vs p = 0"),
+    ):
+        mean_band(ax, column, "each rate, paired with p = 0", "tab:gray")
+        mean, low, high = mean_interval(per_seed[column])
+        ax.errorbar(
+            per_seed["chosen_rate"].mean(),
+            mean,
+            yerr=[[mean - low], [high - mean]],
+            fmt="D",
+            color="tab:red",
+            capsize=4,
+            label="validation-chosen rate (x: mean rate)",
+        )
+        ax.axhline(0, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="dropout rate p", ylabel=name)
+        ax.legend(fontsize=8)
+    ax_gain.set_title("rule 1: gain > 0")
+    ax_gap.set_title("rule 2: gap change < 0")
     save_figure(fig, out_dir / "accuracy_vs_rate.png")
