@@ -373,18 +373,17 @@ def plot(out_dir):
             color="tab:red",
             label="true weight (signal)",
         )
-        # Each duplicated pair shaded, and the block of pairs bounded by dashed lines.
+        # Each duplicated pair shaded and bounded by dashed lines where it begins and ends.
         for start in pair_columns[::2]:
-            ax.axvspan(start - 0.45, start + 1.45, color="tab:orange", alpha=0.15, lw=0)
+            ax.axvspan(start - 0.5, start + 1.5, color="tab:orange", alpha=0.12, lw=0)
+            for edge in (start - 0.5, start + 1.5):
+                ax.axvline(edge, color="tab:orange", ls="--", lw=0.8)
         if len(pair_columns):
-            for edge in (pair_columns.min() - 0.5, pair_columns.max() + 0.5):
-                ax.axvline(edge, color="tab:orange", ls="--", lw=1)
             ax.text(
-                pair_columns.mean(),
-                ax.get_ylim()[1],
-                "duplicated\npairs",
-                ha="center",
-                va="top",
+                pair_columns.max() + 0.8,
+                0.02,
+                "<- duplicated pairs",
+                transform=ax.get_xaxis_transform(),
                 fontsize=8,
                 color="tab:orange",
             )
