@@ -47,10 +47,11 @@ a rule on its zero share could not fail; the count is in rule 5's note instead.
 Seeds: in the pilot the widest spread was that of rule 7's difference (sd 0.13 for a margin
 of 0.26); three seeds would give an interval narrower than the margin, the full profile
 runs ten. Negative controls (tests): the Keras L1-regularizer head in place of the proximal
-one (fails 1, 5 and 7), a hand-made table for the others.
+one (fails 1 and 5), a hand-made table broken in turn for each rule.
 
 History: the earlier version judged the worst seed, trained the L1 head with Keras' L1
-regularizer and counted |w| <= 1% of the largest |w| as zero; the issue above replaced it.
+regularizer and counted |w| <= 1% of the largest |w| as zero, with no check that it had
+converged (issue 14); the proximal head and rules 1 and 7 replaced that.
 """
 
 from __future__ import annotations
