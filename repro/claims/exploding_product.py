@@ -88,10 +88,10 @@ class Config:
 
 
 PROFILES = {
-    "quick": Config(chains=200, sizes=(2, 4, 8), sweep_chains_times_size=400),
+    "quick": Config(chains=500, sizes=(2, 4, 8)),
     "full": Config(),
 }
-SEEDS = {"quick": (0, 1), "full": tuple(range(10))}
+SEEDS = {"quick": (0, 1, 2), "full": tuple(range(10))}
 TABLES = {
     "trajectories.csv": (
         "seed",
