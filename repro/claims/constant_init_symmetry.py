@@ -128,7 +128,7 @@ class Config:
 
 
 PROFILES = {"quick": Config(epochs=1), "full": Config()}
-SEEDS = {"quick": (0, 1, 2), "full": tuple(range(5))}
+SEEDS = {"quick": (0, 1), "full": tuple(range(5))}
 TABLES = {
     "steps.csv": ("seed", "case", "step", "loss", "unit_difference", "incoming_difference"),
     "epochs.csv": ("seed", "case", "epoch", "train_accuracy", "test_accuracy"),

@@ -58,6 +58,12 @@ errors 0.019 to 0.064 per seed (mean 0.038, upper end 0.097 at three seeds); poo
 0.10 at every rate; working arms 0.91 or more, all at rate 0.01; He's area 0.27 to 0.35
 above Glorot's. The growth rule's spread sets the seeds: six give a half-width near 0.025.
 
+Change after the first full run (seeds 0-5): its grid was 0.001, 0.01, 0.1, and every
+working arm's best rate was 0.01, with its neighbours a decade away. Rule 9 compares He with
+Glorot at their best rates, so a coarse grid could favour one of them; the grid was refined
+to half-decades, 0.003 to 0.1, before the runs now in results/. Rules and thresholds are
+unchanged; that run passed every rule (He minus Glorot 0.28, interval 0.24 to 0.32).
+
 History: the first version trained at one learning rate (0.01), where the poor schemes had
 NaN losses from epoch 1, had no tanh arm, judged every rule on its worst seed, and relaxed
 the growth rule from every seed to the seed-averaged profile after one of five N(0, 1) draws
@@ -116,7 +122,7 @@ class Config:
     width: int = 64
     epochs: int = 20  # the training budget
     batch_size: int = 64
-    learning_rates: tuple[float, ...] = (0.001, 0.01, 0.1)
+    learning_rates: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
     momentum: float = 0.9
     target_accuracy: float = 0.8
     probe_batch: int = 512  # training images whose activations are measured at init
@@ -135,7 +141,7 @@ class Config:
 
 
 PROFILES = {"quick": Config(epochs=2, learning_rates=(0.01, 0.1)), "full": Config()}
-SEEDS = {"quick": (0, 1, 2), "full": tuple(range(6))}
+SEEDS = {"quick": (0, 1), "full": tuple(range(6))}
 TABLES = {
     "activation_scale.csv": ("seed", "scheme", "layer", "activation_std", "predicted_growth"),
     "training.csv": (
@@ -460,9 +466,8 @@ def plot(out_dir):
         xlabel="SGD learning rate (with momentum)",
         ylabel="test accuracy (fraction), mean over the epochs",
         ylim=(0, 1),
-        title=f"mean and 95% t-interval over {seeds} seeds",
+        title=f"mean and 95% t-interval over {seeds} seeds (colours as on the right)",
     )
-    sweep_ax.legend(loc="upper left", fontsize=8)
     curve_ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target}")
     curve_ax.xaxis.get_major_locator().set_params(integer=True)
     curve_ax.set(
