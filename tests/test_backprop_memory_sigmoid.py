@@ -283,6 +283,8 @@ def test_sigmoid_autodiff_matches_the_formula():
         ("sigmoid_grad", lambda t: t["x"] >= 7, 2e-3, 2),  # no vanishing
         ("relu_grad", lambda t: t["x"] > 5, 0.5, 3),  # ReLU gradient not 1
         ("sigmoid_grad_formula", lambda t: t["x"] == -2.0, 0.5, 4),  # autodiff off formula
+        ("sigmoid_grad", lambda t: t["x"] == 8.0, np.nan, 2),  # a NaN is no measurement
+        ("relu_grad", lambda t: t["x"] == 3.0, np.nan, 3),
     ],
 )
 def test_sigmoid_verdict_flips(small_runs, tmp_path, column, where, value, rule):
@@ -294,8 +296,27 @@ def test_sigmoid_verdict_flips(small_runs, tmp_path, column, where, value, rule)
 
     _edit(out / "gradients.csv", doctor)
     verdict = sigmoid_vanishes.verdict(out)
-    assert not verdict.rules[rule].passed
+    assert verdict.rules[rule].outcome == "fail"
     assert not verdict.reproduced
+
+
+def test_sigmoid_formula_rule_fails_on_a_gradient_off_by_a_tenth_of_a_percent(small_runs, tmp_path):
+    out = _copy(small_runs, sigmoid_vanishes, tmp_path)
+
+    def off(frame):  # relative 1e-3 everywhere: below the old absolute 1e-6 far from 0
+        frame["sigmoid_grad"] *= 1.001
+
+    _edit(out / "gradients.csv", off)
+    assert sigmoid_vanishes.verdict(out).rules[4].outcome == "fail"
+
+
+def test_sigmoid_formula_error_unit_is_float32_resolution():
+    table = pd.DataFrame(
+        {"sigmoid": [0.5], "sigmoid_grad": [0.25 + 2**-24], "sigmoid_grad_formula": [0.25]}
+    )
+    unit = 2**-24 + 2**-23 * 0.25  # ulp of 0.5 in float32, plus eps x 0.25
+    units = sigmoid_vanishes.formula_error_units(table)
+    assert units.iloc[0] == pytest.approx(2**-24 / unit)
 
 
 def test_sigmoid_config_rejects_a_range_short_of_seven():

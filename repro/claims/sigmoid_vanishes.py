@@ -13,14 +13,28 @@ points in the same interval, so the rules are checked off the grid as well. The 
 form sigmoid(x) (1 - sigmoid(x)), computed in float64, is stored beside each autodiff
 value as a check on the gradient itself.
 
-Rules (the thresholds are the claim's own numbers or float32 rounding):
+Rules (the thresholds are the claim's own numbers or float32 rounding). All five are exact
+by construction: the inputs are a fixed grid plus seeded draws, and the gradients are
+deterministic float32 values, so each rule compares its worst case over every input and
+seed with its threshold, without an interval. Any NaN fails the rule as no measurement.
 1. The autodiff gradient at x = 0 is 0.25 to within 1e-7 (float32 keeps 0.25 exactly).
-2. No input has a larger gradient than x = 0 (the peak is at 0).
+2. No input has a larger gradient than x = 0 (the peak is at 0): the excess is at most
+   1e-12, far below float32's resolution at 0.25 (1.5e-8), so that a last-bit change of
+   a float64 number in the CSV cannot flip the rule.
 3. The largest gradient over every input with |x| >= 7 is below 1e-3 (the exact value at
    7 is 9.1e-4, so this is a close but fair test of the lecture's number).
-4. ReLU's gradient equals 1 exactly (difference 0) at every positive input.
-5. Autodiff matches the closed form to within 1e-6 everywhere (float32 carries about
-   seven digits; rounding of 1 - sigmoid(x) near 1 leaves absolute errors near 1e-8).
+4. ReLU's gradient equals 1 at every positive input: difference at most 1e-12, i.e. exactly
+   1 in float32 (whose next number after 1 is 1 + 1.2e-7), robust to a last-bit change.
+5. Autodiff matches the closed form to float32 precision everywhere: |autodiff - formula|
+   is at most 8 units of (ulp(sigmoid(x)) + eps x formula), where ulp is the spacing of
+   float32 numbers at the float32 sigmoid and eps = 2^-23. Why this unit: TensorFlow's
+   gradient is y (1 - y) with y the float32 sigmoid, and y carries an error of a few ulp.
+   For x < 0 that is a relative error (ulp(y) is about eps x y), but for x > 0, where y
+   nears 1, the subtraction 1 - y turns y's absolute error (up to 2^-25) into a relative
+   error of 2^-25 / (1 - y): 4.6e-4 at x = 10. No relative tolerance can hold there, and an
+   absolute one (1e-6 in a first version) is 2% of the gradient at |x| = 10 (issue 13), so
+   the unit scales with what float32 can resolve at each x. Measured: at most 2.0 units; a
+   formula wrong by 0.1% gives thousands.
 """
 
 from __future__ import annotations
@@ -67,7 +81,9 @@ VANISH_FROM = 7.0  # |x| from which the gradient must be below VANISH_BELOW
 VANISH_BELOW = 1e-3
 PEAK = 0.25
 PEAK_TOLERANCE = 1e-7
-FORMULA_TOLERANCE = 1e-6
+FORMULA_TOLERANCE = 8.0  # units of float32 resolution, see rule 5
+EXACT = 1e-12  # "exactly equal" for float32 values read back from float64 text
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 PROFILES = {"quick": Config(grid_step=0.1, random_points=200), "full": Config()}
 SEEDS = {"quick": (0, 1), "full": tuple(range(5))}
@@ -135,61 +151,78 @@ def run(config: Config, seeds, out_dir):
     write_csv(pd.concat(tables, ignore_index=True), out_dir / "gradients.csv")
 
 
+def worst(values: pd.Series, seeds: pd.Series) -> pd.Series:
+    """Largest value per seed; a NaN in a seed is its result (pandas would skip it)."""
+    return values.groupby(seeds).agg(lambda v: v.to_numpy().max())
+
+
+def formula_error_units(table: pd.DataFrame) -> pd.Series:
+    """|autodiff - formula| in units of float32 resolution: ulp(sigmoid) + eps x formula."""
+    ulp = np.spacing(table["sigmoid"].to_numpy(np.float32)).astype(np.float64)
+    unit = ulp + FLOAT32_EPS * table["sigmoid_grad_formula"]
+    return (table["sigmoid_grad"] - table["sigmoid_grad_formula"]).abs() / unit
+
+
 def verdict(out_dir) -> Verdict:
     table = read_csv(out_dir / "gradients.csv")
-    per_seed = table.groupby("seed")
-    at_zero = table[table["x"] == 0.0].groupby("seed")["sigmoid_grad"].first()
-    peak_error = (at_zero - PEAK).abs().reindex(per_seed.size().index)  # NaN if 0 is missing
-    above_zero = per_seed["sigmoid_grad"].max() - at_zero
-    far = table[table["x"].abs() >= VANISH_FROM].groupby("seed")["sigmoid_grad"].max()
-    relu = table[table["x"] > 0].assign(error=lambda t: (t["relu_grad"] - 1.0).abs())
-    relu_error = relu.groupby("seed")["error"].max()
+    seeds = table["seed"]
+    inputs = seeds.groupby(seeds).size()
+    zero = table[table["x"] == 0.0]
+    at_zero = zero["sigmoid_grad"].groupby(zero["seed"]).agg(lambda v: v.to_numpy()[0])
+    at_zero = at_zero.reindex(inputs.index)  # NaN if 0 is missing
+    peak_error = (at_zero - PEAK).abs()
+    above_zero = worst(table["sigmoid_grad"], seeds) - at_zero
+    far_rows = table[table["x"].abs() >= VANISH_FROM]
+    far = worst(far_rows["sigmoid_grad"], far_rows["seed"]).reindex(inputs.index)
+    relu = table[table["x"] > 0]
+    relu_error = worst((relu["relu_grad"] - 1.0).abs(), relu["seed"]).reindex(inputs.index)
     positives = relu.groupby("seed").size()
-    formula_error = (
-        table.assign(error=(table["sigmoid_grad"] - table["sigmoid_grad_formula"]).abs())
-        .groupby("seed")["error"]
-        .max()
-    )
+    formula_error = worst(formula_error_units(table), seeds)
+    relative = (table["sigmoid_grad"] - table["sigmoid_grad_formula"]).abs()
+    relative /= table["sigmoid_grad_formula"]
     return Verdict(
         CLAIM_ID,
         (
             Rule(
-                "|sigmoid gradient at x = 0 - 0.25| (worst seed)",
-                peak_error.max(skipna=False),
+                "|sigmoid gradient at x = 0 - 0.25| (exact: float32 values; worst seed)",
+                peak_error.to_numpy().max(),
                 "<=",
                 PEAK_TOLERANCE,
                 f"{seed_agreement(peak_error <= PEAK_TOLERANCE)}; "
                 f"gradient at 0 is {at_zero.min():.9g} to {at_zero.max():.9g}",
             ),
             Rule(
-                "largest sigmoid gradient minus the gradient at x = 0 (worst seed)",
-                above_zero.max(skipna=False),
+                "largest sigmoid gradient minus the gradient at x = 0 (exact; worst seed)",
+                above_zero.to_numpy().max(),
                 "<=",
-                0.0,
-                f"{seed_agreement(above_zero <= 0)}; {per_seed.size().iloc[0]} inputs per seed",
+                EXACT,
+                f"{seed_agreement(above_zero <= EXACT)}; {inputs.iloc[0]} inputs per seed",
             ),
             Rule(
-                f"largest sigmoid gradient for |x| >= {VANISH_FROM:g} (worst seed)",
-                far.max(skipna=False),
+                f"largest sigmoid gradient for |x| >= {VANISH_FROM:g} (exact; worst seed)",
+                far.to_numpy().max(),
                 "<",
                 VANISH_BELOW,
                 f"{seed_agreement(far < VANISH_BELOW)}; {far.min():.4g} to {far.max():.4g}",
             ),
             Rule(
-                "largest |ReLU gradient - 1| for x > 0 (worst seed)",
-                relu_error.max(skipna=False),
+                "largest |ReLU gradient - 1| for x > 0 (exact; worst seed)",
+                relu_error.to_numpy().max(),
                 "<=",
-                0.0,
-                f"{seed_agreement(relu_error <= 0)}; "
+                EXACT,
+                f"{seed_agreement(relu_error <= EXACT)}; "
                 f"{positives.min()} to {positives.max()} positive inputs per seed",
             ),
             Rule(
-                "largest |autodiff - sigmoid(x)(1 - sigmoid(x))| (worst seed)",
-                formula_error.max(skipna=False),
+                "largest |autodiff - sigmoid(x)(1 - sigmoid(x))| in units of float32 "
+                "resolution, ulp(sigmoid) + eps x gradient (exact; worst seed)",
+                formula_error.to_numpy().max(),
                 "<=",
                 FORMULA_TOLERANCE,
                 f"{seed_agreement(formula_error <= FORMULA_TOLERANCE)}; "
-                f"{formula_error.min():.3g} to {formula_error.max():.3g}",
+                f"{formula_error.min():.3g} to {formula_error.max():.3g} units; relative error "
+                f"at most {relative[table['x'] <= 0].max():.2g} for x <= 0 and "
+                f"{relative[table['x'] > 0].max():.2g} for x > 0 (cancellation in 1 - sigmoid)",
             ),
         ),
     )
