@@ -10,10 +10,11 @@ Design, decided before any new data (issue 14):
   set of 20,000 examples (sampling noise of a test accuracy near 0.6: about 0.35 points).
   Srivastava et al. (2014, section 7.4) saw no gain from dropout below about 1,000
   training examples; the earlier design used 500 and a 1,000-example test set.
-- Model: a 2 x 512 ReLU MLP with keras.layers.Dropout(p) after each hidden layer, for
-  p in {0, 0.1, 0.2, 0.3, 0.5}. All five arms are trained side by side in one Keras model,
-  on the same batches from the same initial weights' seed: paired on initial weights and
-  batch order. Every arm gets the same budget of epochs and Adam steps.
+- Model: a 2 x 256 ReLU MLP (2 x 512 would not fit the budget; see the pilot) with
+  keras.layers.Dropout(p) after each hidden layer, for p in {0, 0.1, 0.2, 0.3, 0.5}. All
+  five arms are trained side by side in one Keras model, from the same initial weights
+  and on the same batches: paired on initial weights and batch order. Every arm gets the
+  same budget of epochs and Adam steps.
 - Checkpoint: for every arm, the baseline included, the epoch with the lowest validation
   loss (the weights are kept and restored, as EarlyStopping(restore_best_weights=True)
   would, but per arm of the shared model).
@@ -28,8 +29,24 @@ Rules (95% t-interval over seeds of a per-seed paired statistic):
 2. gap change: (train - test accuracy) at the chosen rate minus at p = 0, mean < 0. The
    lecture's "dropout shrinks the gap", judged at the rate that is actually chosen.
 
-Pilot (seeds 100-102, which the verdict never uses): see PILOT below; the number of full
-seeds comes from its spread.
+Pilot (seeds 100-104, which the verdict never uses, run after the rules above were
+written; the full profile's size was chosen from it, before the final runs):
+- 2 x 512 for 60 epochs took over 200 s of one core for three seeds, alone more than the
+  budget of both dropout claims, and was stopped; the design uses 2 x 256 for 40 epochs.
+- 2 x 256, 40 epochs, 5 seeds: test gain +3.9 points (per seed +2.8 to +4.9, standard
+  deviation 0.85 points; chosen rates 0.1-0.3); gap change -0.018 (per seed -0.052 to
+  +0.066, standard deviation 0.048). The gap at p = 0 is 0.285: the early-stopped
+  baseline stops at epochs 17-24, while p = 0.1 trains to epochs 31-39 and fits its
+  training set better, so a seed that picks p = 0.1 can end with a larger gap.
+- The gain rule needs 3 seeds to exclude 0; the gap rule would need about 30 at that
+  spread, 8 times the budget. The full profile runs 8 seeds (about 25 s of one core
+  each): the gain's interval half-width is then about 0.7 points; the gap rule's about
+  4 points, so it is expected to stay inconclusive unless the new seeds agree more.
+- In the pilot the arms drew their own initial weights; the full runs start every arm
+  from the same weights (the design above, fixed before the final runs), which is meant
+  to narrow the spread of the paired differences.
+- Arms with p >= 0.2 reach their lowest validation loss at the last epoch: the budget
+  ends before they do, which if anything understates the gain of dropout.
 
 History: the first design (500 training examples, 2 x 256, rates up to 0.8, no early
 stopping, a 1,000-example test set) judged "at least 1 point in 80% of seeds" and "gap
@@ -75,8 +92,8 @@ class Config:
     validation_examples: int = 2000
     pool_examples: int = 8000  # generated; each seed draws its training and validation sets
     test_examples: int = 20000
-    hidden: tuple[int, ...] = (512, 512)
-    epochs: int = 60
+    hidden: tuple[int, ...] = (256, 256)
+    epochs: int = 40
     batch_size: int = 128
     learning_rate: float = 1e-3
 
@@ -109,7 +126,7 @@ PROFILES = {
     ),
     "full": Config(),
 }
-SEEDS = {"quick": (0, 1), "full": tuple(range(10))}
+SEEDS = {"quick": (0, 1), "full": tuple(range(8))}
 TABLES = {
     "accuracy.csv": (
         "seed",
@@ -190,6 +207,9 @@ def run(config: Config, seeds, out_dir):
         train = order[: config.train_examples]
         validation = order[config.train_examples :][: config.validation_examples]
         model = net.restart(seed)
+        # Dropout has no weights, so every arm can start from the same weights as p = 0.
+        for i in range(1, len(config.dropout_rates)):
+            model.get_layer(f"p_{i}").set_weights(model.get_layer("p_0").get_weights())
         best = BestValidationLoss(x_pool[validation], y_pool[validation])
         model.fit(
             batches(x_pool[train], [y_pool[train]] * len(model.outputs), config.batch_size, seed),
@@ -276,7 +296,7 @@ def plot(out_dir):
         f"dropout-regularizes: MNIST-1D, 2-layer MLP, {seeds} seeds "
         "(mean and 95% t-interval over seeds)",
         ncols=3,
-        width=4.6,
+        width=5.0,
         height=4.0,
     )
 
