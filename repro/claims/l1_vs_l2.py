@@ -238,6 +238,15 @@ def run(config: Config, seeds, out_dir):
     write_csv(pd.concat(frames, ignore_index=True), out_dir / "weights.csv")
 
 
+def is_zero(weights: pd.Series) -> pd.Series:
+    """Exactly zero as a float32 weight, which is what the Keras heads hold.
+
+    A last-bit change of a stored 0.0 (another machine's CSV, or a test emulating one) gives
+    a float64 denormal that is still 0 in float32; any weight the heads can hold is not.
+    """
+    return pd.Series(weights.to_numpy().astype(np.float32) == 0, index=weights.index)
+
+
 def split_ratio(weights: pd.Series, pairs: pd.Series) -> float:
     """Smaller / larger |w| inside each duplicated pair, averaged over the pairs.
 
@@ -255,11 +264,11 @@ def scores(table: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
     for seed, w in table.groupby("seed"):
-        relevant_group = w.groupby("group")["true_weight"].apply(lambda t: (t != 0).any())
+        relevant_group = (~is_zero(w["true_weight"])).groupby(w["group"]).any()
         irrelevant = ~w["group"].map(relevant_group)
         duplicated = w["group"].isin(w.loc[w["is_duplicate"], "group"])
         pairs = w["group"].where(duplicated)
-        selected = (w["w_l1"] != 0).groupby(w["group"]).any()
+        selected = (~is_zero(w["w_l1"])).groupby(w["group"]).any()
         hits = (selected & relevant_group).sum()
         rows.append(
             {
@@ -269,7 +278,7 @@ def scores(table: pd.DataFrame) -> pd.DataFrame:
                 "l1_recall": hits / relevant_group.sum(),
                 "l1_precision": hits / max(selected.sum(), 1),
                 **{
-                    f"{name}_zero_share": (w.loc[irrelevant, f"w_{name}"] == 0).mean()
+                    f"{name}_zero_share": is_zero(w.loc[irrelevant, f"w_{name}"]).mean()
                     for name in ("l1", "l2", "l1_keras_regularizer", "lasso")
                 },
                 **{
@@ -365,7 +374,7 @@ def plot(out_dir):
                 edgecolors="tab:purple",
                 label="Keras L1 regularizer, plain SGD",
             )
-        relevant = first["true_weight"] != 0
+        relevant = ~is_zero(first["true_weight"]).to_numpy()
         ax.scatter(
             columns[relevant],
             first.loc[relevant, "true_weight"],

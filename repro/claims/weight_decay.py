@@ -338,11 +338,19 @@ def good_lambdas(sweep_table: pd.DataFrame) -> pd.Series:
     return best.set_index("seed")["lam"]
 
 
-def loss_at(table: pd.DataFrame, column: str, lambdas) -> np.ndarray:
-    """Per seed, `column` at that seed's lambda (a scalar, or a Series indexed by seed)."""
-    lam = pd.Series(lambdas, index=sorted(table["seed"].unique()))
-    by_seed = table.set_index(["seed", "lam"])[column]
-    return np.array([by_seed.loc[(seed, value)] for seed, value in lam.items()], dtype=float)
+def at_zero_and_good(table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed, `column` at lambda = 0 and at the validation-chosen lambda.
+
+    Rows are found by position (lambda = 0 is each seed's smallest), not by comparing float
+    keys, so that a last-bit change of the stored lambdas cannot lose them.
+    """
+    rows = table.sort_values(["seed", "lam"]).groupby("seed")
+    at_zero = rows[column].apply(lambda v: v.to_numpy()[0]).to_numpy()
+    good = rows.apply(
+        lambda g: g[column].to_numpy()[g["validation_loss"].to_numpy().argmin()],
+        include_groups=False,
+    ).to_numpy()
+    return at_zero, good
 
 
 def verdict(out_dir) -> Verdict:
@@ -355,10 +363,11 @@ def verdict(out_dir) -> Verdict:
     norm_ratio = per_seed(
         table, lambda g: (g["weight_norm"].to_numpy()[1:] / g["weight_norm"].to_numpy()[:-1]).max()
     )
-    test_at_zero = loss_at(table, "test_loss", 0.0)
-    overfit = np.log10(loss_at(table, "train_loss", 0.0) / test_at_zero)
+    test_at_zero, test_at_good = at_zero_and_good(table, "test_loss")
+    train_at_zero, _ = at_zero_and_good(table, "train_loss")
+    overfit = np.log10(train_at_zero / test_at_zero)
     good = good_lambdas(table)
-    far_below = np.log10(loss_at(table, "test_loss", good) / test_at_zero)
+    far_below = np.log10(test_at_good / test_at_zero)
     chosen = ", ".join(f"{lam:g}" for lam in sorted(good.unique()))
 
     return Verdict(
@@ -441,7 +450,7 @@ def plot(out_dir):
         lw=1,
         label="test loss of w = 0 (bias only)",
     )
-    test_at_good = loss_at(table, "test_loss", good_lambdas(table)).mean()
+    test_at_good = at_zero_and_good(table, "test_loss")[1].mean()
     ax_loss.text(
         0.03,
         0.74,
