@@ -7,6 +7,7 @@ import pytest
 
 from repro import claims
 from repro.harness import FAIL, PASS, read_csv, run_claim, write_csv
+from repro.models import batches
 
 DROPOUT = claims.get("dropout-regularizes")
 MC = claims.get("mc-dropout")
@@ -126,6 +127,21 @@ def test_dropout_rate_is_chosen_by_validation_count_ties_to_the_smaller_rate():
     table = dropout_table(seeds=2)
     table.loc[(table["seed"] == 1) & (table["dropout_rate"] == 0.1), "validation_correct"] = 1300
     assert DROPOUT.paired(table)["chosen_rate"].tolist() == [0.3, 0.1]
+
+
+def test_each_arm_is_restored_to_its_lowest_validation_loss():
+    # Random labels: validation loss rises once the arms memorize, so the best epoch is early.
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 40)).astype("float32"), rng.integers(0, 10, 300)
+    keras.utils.set_random_seed(0)
+    model = DROPOUT.compiled_arms(DROPOUT.PROFILES["quick"], 40)
+    best = DROPOUT.BestValidationLoss(x[:100], y[:100])
+    model.fit(batches(x[100:], [y[100:]] * 2, 32, 0), epochs=8, verbose=0, callbacks=[best])
+    best.restore()
+    assert min(best.best_epoch) < 8
+    for i, logits in enumerate(model.predict_on_batch(x[:100])):
+        loss = DROPOUT.cross_entropy(np.asarray(logits), y[:100])
+        assert loss == pytest.approx(best.best_loss[i], rel=1e-5)
 
 
 # ------------------------------------------------------------------------ mc-dropout
