@@ -17,7 +17,9 @@ from repro.harness import read_csv, write_csv
 def small_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("small")
     backprop_gradient.run(
-        backprop_gradient.Config(hidden=(3,), batch_size=4, activations=("tanh", "relu")),
+        backprop_gradient.Config(
+            hidden=(3,), batch_size=4, activations=("tanh", "relu"), economy_widths=(4, 16, 64)
+        ),
         (0, 1),
         root / "backprop-gradient",
     )
@@ -114,9 +116,52 @@ def test_backprop_builds_float64_and_restores_floatx():
     assert (entries["autodiff"] - entries["numerical"]).abs().max() < 1e-9
 
 
+def test_backprop_counts_two_products_per_layer_backward(small_runs):
+    economy = read_csv(small_runs / "backprop-gradient" / "economy.csv")
+    # a dense layer's backward pass is two matrix products of its forward's size
+    ratio = economy["backward_flops"] / economy["forward_flops"]
+    assert ((ratio > 1) & (ratio < 2.5)).all()
+    assert (
+        economy["central_difference_flops"] == 2 * economy["parameters"] * economy["forward_flops"]
+    ).all()
+
+
+def _costly_backward(frame):  # a backward pass of 6 forward passes, at every size
+    frame["backward_flops"] = 6 * frame["forward_flops"]
+    frame["gradient_flops"] = frame["forward_flops"] + frame["backward_flops"]
+
+
+def _recomputing_backward(frame):  # a forward pass again for every parameter
+    frame["backward_flops"] = frame["parameters"] * frame["forward_flops"]
+    frame["gradient_flops"] = frame["forward_flops"] + frame["backward_flops"]
+
+
+def _uncounted(frame):  # one net's graph not counted: no measurement
+    for column in ("forward_flops", "gradient_flops"):
+        frame[column] = frame[column].astype(float)
+        frame.loc[0, column] = np.nan
+
+
+@pytest.mark.parametrize(
+    ("damage", "rule"),
+    [(_costly_backward, 1), (_recomputing_backward, 2), (_uncounted, 1), (_uncounted, 2)],
+)
+def test_backprop_economy_rule_fails_on_a_broken_count(small_runs, tmp_path, damage, rule):
+    out = _copy(small_runs, backprop_gradient, tmp_path)
+    _edit(out / "economy.csv", damage)
+    assert backprop_gradient.verdict(out).rules[rule].outcome == "fail"
+
+
 @pytest.mark.parametrize(
     "bad",
-    [{"hidden": ()}, {"step": 0.0}, {"step": 0.5}, {"classes": 1}, {"activations": ()}],
+    [
+        {"hidden": ()},
+        {"step": 0.0},
+        {"step": 0.5},
+        {"classes": 1},
+        {"activations": ()},
+        {"economy_widths": (8,)},
+    ],
 )
 def test_backprop_config_rejects_invalid_values(bad):
     with pytest.raises(ValueError):

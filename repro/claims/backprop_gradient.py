@@ -28,9 +28,28 @@ absolute scale that the finite differences can resolve. (Measured: with the floo
 worst entry is about 1e-7; without it, an entry of size 1e-5 in a ReLU net shows 2.5e-6,
 from an absolute difference of 2.5e-11, which is the finite differences' own noise.)
 
-Rule: the largest relative error over every entry, activation and seed is below 1e-6
-(the CLAIMS.md number); a wrong gradient (a missing term, a transposed matrix) gives
-errors of order 1.
+Economy. The slide's other point is that backpropagation reuses the values the forward
+pass stored instead of recomputing them, so one backward pass costs a small constant
+times one forward pass, whatever the number of parameters P, while central differences
+need 2P forward passes. The cost is counted, not timed (wall time depends on the machine
+and its load): for MLPs of several widths, TensorFlow's own profiler counts the float
+operations of the traced graphs of one forward pass (the loss) and of one gradient (the
+loss and its backward pass, as `tf.GradientTape` builds it). The backward pass's cost is
+the difference. Theory: a dense layer's backward pass is two matrix products of the
+forward's size (the weight gradient and the input gradient), so the ratio approaches 2.
+
+Rules, decided before the full run:
+1. The largest relative error over every entry, activation and seed is below 1e-6 (the
+   CLAIMS.md number); a wrong gradient (a missing term, a transposed matrix) gives errors
+   of order 1. Exact: a float64 computation, deterministic; the rule compares the worst
+   entry, without an interval over seeds.
+2. Backward pass / forward pass, counted float operations, below 5 at every P (the
+   lecture's "small constant"; theory 2, a gradient that recomputed the forward pass per
+   parameter would give about P). Exact: operation counts of the traced graphs, the same
+   for every seed and machine.
+3. The saving grows in proportion to P: the least-squares slope of ln(central-difference
+   cost / backpropagation cost) against ln P is at least 0.9 (1 if the ratio of rule 2 is
+   constant in P). Exact, as rule 2.
 """
 
 from __future__ import annotations
@@ -70,6 +89,7 @@ class Config:
     batch_size: int = 32
     activations: tuple[str, ...] = ("tanh", "relu")
     step: float = 1e-5  # h of the central difference
+    economy_widths: tuple[int, ...] = (4, 16, 64, 256)  # two hidden layers of each width
 
     def __post_init__(self):
         if self.input_dim < 1 or self.classes < 2 or self.batch_size < 1:
@@ -80,20 +100,32 @@ class Config:
             raise ValueError("at least one activation required")
         if not 0 < self.step < 1e-2:
             raise ValueError("the finite-difference step must lie in (0, 0.01)")
+        if len(set(self.economy_widths)) < 2 or min(self.economy_widths) < 1:
+            raise ValueError("economy_widths needs at least two different positive widths")
 
 
 PROFILES = {
-    "quick": Config(hidden=(6,), batch_size=8, activations=("tanh",)),
+    "quick": Config(hidden=(6,), batch_size=8, activations=("tanh",), economy_widths=(4, 32)),
     "full": Config(),
 }
 SEEDS = {"quick": (0, 1), "full": tuple(range(5))}
 TABLES = {
     "entries.csv": ("seed", "activation", "variable", "index", "autodiff", "numerical"),
+    "economy.csv": (
+        "width",
+        "parameters",
+        "forward_flops",
+        "gradient_flops",
+        "backward_flops",
+        "central_difference_flops",
+    ),
 }
-FIGURES = ("gradient_check.png",)
+FIGURES = ("gradient_check.png", "economy.png")
 
 MAX_RELATIVE_ERROR = 1e-6
 FLOOR_FRACTION = 1e-3  # floor of the relative error's denominator, as a fraction of max |g|
+MAX_BACKWARD_RATIO = 5.0
+MIN_SAVING_SLOPE = 0.9
 
 
 @contextlib.contextmanager
@@ -163,12 +195,72 @@ def gradient_pair(config: Config, activation: str, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def graph_flops(function, *args) -> int:
+    """Float operations of `function`'s traced graph, as TensorFlow's profiler counts them."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    options = option_builder.ProfileOptionBuilder(
+        option_builder.ProfileOptionBuilder.float_operation()
+    )
+    graph = function.get_concrete_function(*args).graph
+    return model_analyzer.profile(
+        graph, options=options.with_empty_output().build()
+    ).total_float_ops
+
+
+def operation_counts(config: Config, width: int, seed: int) -> dict:
+    """Counted cost of one forward pass and of one gradient of an MLP with two hidden layers."""
+    import keras
+    import tensorflow as tf
+
+    from repro.models import mlp
+
+    seed_everything(seed)
+    model = mlp(config.input_dim, config.classes, (width, width), activation="tanh")
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.normal(size=(config.batch_size, config.input_dim)).astype("float32"))
+    y = tf.constant(rng.integers(0, config.classes, config.batch_size))
+
+    @tf.function
+    def loss(x, y):
+        return loss_fn(y, model(x, training=True))
+
+    @tf.function
+    def gradient(x, y):
+        with tf.GradientTape() as tape:
+            value = loss_fn(y, model(x, training=True))
+        return tape.gradient(value, model.trainable_variables)
+
+    forward, both = graph_flops(loss, x, y), graph_flops(gradient, x, y)
+    parameters = model.count_params()
+    return {
+        "width": width,
+        "parameters": parameters,
+        "forward_flops": forward,
+        "gradient_flops": both,
+        "backward_flops": both - forward,
+        "central_difference_flops": 2 * parameters * forward,
+    }
+
+
 def run(config: Config, seeds, out_dir):
     tables = []
     for seed in progress(seeds, CLAIM_ID):
         for activation in config.activations:
             tables.append(gradient_pair(config, activation, seed))
     write_csv(pd.concat(tables, ignore_index=True), out_dir / "entries.csv")
+    # Counted operations do not depend on the seed: one net per width.
+    economy = [operation_counts(config, width, seeds[0]) for width in config.economy_widths]
+    write_csv(pd.DataFrame(economy), out_dir / "economy.csv")
+
+
+def saving_slope(economy: pd.DataFrame) -> float:
+    """Least-squares slope of ln(central-difference cost / gradient cost) against ln P."""
+    saving = (economy["central_difference_flops"] / economy["gradient_flops"]).to_numpy(float)
+    if np.isnan(saving).any():
+        return float("nan")  # no measurement
+    return float(np.polyfit(np.log(economy["parameters"]), np.log(saving), 1)[0])
 
 
 def relative_errors(entries: pd.DataFrame) -> pd.Series:
@@ -185,11 +277,15 @@ def verdict(out_dir) -> Verdict:
     errors = relative_errors(entries)
     per_seed = errors.groupby(entries["seed"]).max()
     worst = errors.groupby(entries["activation"]).max()
+    economy = read_csv(out_dir / "economy.csv")
+    backward_ratio = economy["backward_flops"] / economy["forward_flops"]
+    saving = economy["central_difference_flops"] / economy["gradient_flops"]
     return Verdict(
         CLAIM_ID,
         (
             Rule(
-                "largest relative error, autodiff vs central differences (all entries)",
+                "largest relative error, autodiff vs central differences, all entries "
+                "(exact: float64, deterministic)",
                 errors.max(skipna=False),
                 "<",
                 MAX_RELATIVE_ERROR,
@@ -197,6 +293,27 @@ def verdict(out_dir) -> Verdict:
                 f"{len(entries) // entries['seed'].nunique()} entries per seed; worst per "
                 + ", ".join(f"{name} {value:.2g}" for name, value in worst.items())
                 + f"; median {errors.median():.2g}",
+            ),
+            Rule(
+                "backward / forward pass, counted float operations, worst P "
+                "(exact: TensorFlow's count of the traced graphs)",
+                backward_ratio.to_numpy().max(),
+                "<",
+                MAX_BACKWARD_RATIO,
+                ", ".join(
+                    f"P={p}: {r:.3f}"
+                    for p, r in zip(economy["parameters"], backward_ratio, strict=True)
+                ),
+            ),
+            Rule(
+                "slope of ln(central-difference cost / backprop cost) against ln P (exact)",
+                saving_slope(economy),
+                ">=",
+                MIN_SAVING_SLOPE,
+                "central differences cost "
+                + ", ".join(
+                    f"{s:.3g}x at P={p}" for p, s in zip(economy["parameters"], saving, strict=True)
+                ),
             ),
         ),
     )
@@ -259,3 +376,57 @@ def plot(out_dir):
     histogram.set_xlim(right=max(bins[-1], MAX_RELATIVE_ERROR * 10))
     histogram.legend(fontsize=8, loc="upper left")
     save_figure(fig, out_dir / "gradient_check.png")
+    plot_economy(out_dir)
+
+
+def plot_economy(out_dir):
+    economy = read_csv(out_dir / "economy.csv")
+    parameters = economy["parameters"]
+    fig, (costs, ratio) = figure(
+        "backprop-gradient: one backward pass costs about two forward passes, at any size",
+        ncols=2,
+        width=5.4,
+        height=4.2,
+    )
+    for column, marker, label in (
+        ("forward_flops", "o", "one forward pass (loss)"),
+        ("backward_flops", "s", "one backward pass (gradient minus forward)"),
+        ("central_difference_flops", "^", "central differences: 2P forward passes"),
+    ):
+        costs.plot(parameters, economy[column], marker=marker, label=label)
+    costs.plot(
+        parameters,
+        2 * economy["forward_flops"],
+        "k:",
+        lw=1,
+        label="theory for backward: 2 x forward",
+    )
+    costs.set(
+        xscale="log",
+        yscale="log",
+        xlabel=f"parameters P (MLPs with two hidden layers of {economy['width'].min()} to "
+        f"{economy['width'].max()} units)",
+        ylabel="float operations (TensorFlow's count of the graph)",
+        title="cost of one gradient",
+    )
+    costs.legend(fontsize=8, loc="upper left")
+
+    ratio.plot(
+        parameters,
+        economy["backward_flops"] / economy["forward_flops"],
+        marker="s",
+        label="backward / forward (counted)",
+    )
+    ratio.axhline(2, color="black", ls=":", lw=1, label="theory: 2 (two products per layer)")
+    ratio.axhline(
+        MAX_BACKWARD_RATIO, color="tab:red", lw=1.2, label=f"rule: below {MAX_BACKWARD_RATIO:g}"
+    )
+    ratio.set(
+        xscale="log",
+        ylim=(0, MAX_BACKWARD_RATIO + 1),
+        xlabel="parameters P",
+        ylabel="cost ratio (float operations / float operations)",
+        title="a constant, independent of P",
+    )
+    ratio.legend(fontsize=8, loc="upper left")
+    save_figure(fig, out_dir / "economy.png")
