@@ -113,13 +113,21 @@ def batches(x, y, batch_size: int, shuffle_seed: int | None = None):
 
 def repeated_batch(x, y, steps: int):
     """(x, y) whole as one batch, `steps` times: full-batch gradient descent as one Keras
-    epoch, which steps_per_execution=EPOCH_PER_CALL runs without returning to Python."""
-    return batches(x, y, len(x)).repeat(steps)
+    epoch, which steps_per_execution=EPOCH_PER_CALL runs without returning to Python.
+
+    One tensor repeated, not the rows batched anew for every step, which cost more than
+    the steps themselves. `y` may be a list, one target per output.
+    """
+    import tensorflow as tf
+
+    targets = tuple(y) if isinstance(y, list) else y
+    return tf.data.Dataset.from_tensors((x, targets)).repeat(steps)
 
 
 class Retrainable:
     """One compiled model trained again and again, each time as a new one would be: from new
-    starting weights with a freshly built optimizer.
+    starting weights, new random streams for its Dropout and noise layers, and a freshly
+    built optimizer.
 
     Tracing a new model's training step costs these small nets more than training them;
     this model's steps are traced once, on its first run. `build()` makes the compiled model.
@@ -132,12 +140,22 @@ class Retrainable:
         self.fresh_optimizer = [variable.numpy() for variable in self.model.optimizer.variables]
 
     def restart(self, seed: int) -> keras.Model:
-        """The model as `build()` would make it after seed_everything(seed)."""
+        """The model as `build()` would make it after seed_everything(seed).
+
+        `variables`, unlike the weights, include the state of every layer's random stream:
+        without it a restarted model's dropout masks would depend on the runs before.
+        """
         seed_everything(seed)
-        return self.restart_from(self.build().get_weights())
+        for variable, fresh in zip(self.model.variables, self.build().variables, strict=True):
+            variable.assign(fresh)
+        return self._fresh_optimizer()
 
     def restart_from(self, weights) -> keras.Model:
+        """The model from the given starting weights, with a freshly built optimizer."""
         self.model.set_weights(weights)
+        return self._fresh_optimizer()
+
+    def _fresh_optimizer(self) -> keras.Model:
         for variable, value in zip(
             self.model.optimizer.variables, self.fresh_optimizer, strict=True
         ):

@@ -80,3 +80,20 @@ def test_a_restarted_model_trains_exactly_like_a_new_one():
             np.testing.assert_array_equal(got, want)
         train_functions.add(net.model.train_function)
     assert len(train_functions) == 1  # one compiled step served every run
+
+
+def test_a_restarted_model_draws_the_dropout_masks_of_a_new_one():
+    import keras
+
+    x = np.ones((8, 16), dtype="float32")
+
+    def build():
+        model = keras.Sequential([keras.Input((16,)), keras.layers.Dropout(0.5)])
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    net = Retrainable(build)
+    for seed in (5, 6, 5):  # after other runs, and after itself
+        seed_everything(seed)
+        expected = np.asarray(build()(x, training=True))
+        np.testing.assert_array_equal(np.asarray(net.restart(seed)(x, training=True)), expected)

@@ -73,7 +73,7 @@ from repro.harness import (
     spread,
     write_csv,
 )
-from repro.models import EPOCH_PER_CALL, Retrainable
+from repro.models import EPOCH_PER_CALL, Retrainable, repeated_batch
 
 CLAIM_ID = "l1-vs-l2"
 SLIDE = "Weight Decay"
@@ -198,13 +198,8 @@ def penalized_heads(config: Config, columns: int) -> keras.Model:
 
 def train(model: keras.Model, x, y, config: Config) -> list[np.ndarray]:
     """`steps` full-batch steps; the kernels of the three heads."""
-    import tensorflow as tf
-
     targets = y.astype("float32")[:, None]
-    # One tensor repeated: batching the rows anew for every step (repeated_batch) costs more
-    # than the step itself.
-    steps = tf.data.Dataset.from_tensors((x.astype("float32"), (targets,) * 3))
-    model.fit(steps.repeat(config.steps), verbose=0)
+    model.fit(repeated_batch(x.astype("float32"), [targets] * 3, config.steps), verbose=0)
     return [np.asarray(layer.kernel, dtype=np.float64)[:, 0] for layer in model.layers[1:]]
 
 
