@@ -167,14 +167,14 @@ def verdict(out_dir) -> Verdict:
     table = read_csv(out_dir / "gradients.csv")
     seeds = table["seed"]
     inputs = seeds.groupby(seeds).size()
-    zero = table[table["x"] == 0.0]
+    zero = table[table["x"].abs() <= EXACT]  # x = 0, whatever the last bit of its text
     at_zero = zero["sigmoid_grad"].groupby(zero["seed"]).agg(lambda v: v.to_numpy()[0])
     at_zero = at_zero.reindex(inputs.index)  # NaN if 0 is missing
     peak_error = (at_zero - PEAK).abs()
     above_zero = worst(table["sigmoid_grad"], seeds) - at_zero
     far_rows = table[table["x"].abs() >= VANISH_FROM]
     far = worst(far_rows["sigmoid_grad"], far_rows["seed"]).reindex(inputs.index)
-    relu = table[table["x"] > 0]
+    relu = table[table["x"] > EXACT]
     relu_error = worst((relu["relu_grad"] - 1.0).abs(), relu["seed"]).reindex(inputs.index)
     positives = relu.groupby("seed").size()
     formula_error = worst(formula_error_units(table), seeds)
