@@ -441,12 +441,13 @@ def plot(out_dir):
     mib = 2.0**20
     n_seeds = measurements["seed"].nunique()
     width = int(measurements["width"].iloc[0])
-    fig, (peaks, fit, layers) = figure(
+    fig, (peaks, fit, layers, moments) = figure(
         f"training-memory: a training step keeps every layer's activations\n"
         f"(ReLU MLP, {width} units per hidden layer, SGD steps; bytes counted by TensorFlow's "
         f"CPU allocator; each point is one seed, {n_seeds} seed{'s' if n_seeds > 1 else ''} "
         "per cell)",
-        ncols=3,
+        ncols=4,
+        width=4.6,
         height=4.2,
     )
 
@@ -468,24 +469,6 @@ def plot(out_dir):
                 lw=1.2,
                 label=f"batch {batch_size}, {step}",
             )
-    state = measurements.groupby("depth")[["adam_state_bytes", "sgd_state_bytes", "parameters"]]
-    state = state.first()
-    peaks.plot(
-        state.index,
-        (state["adam_state_bytes"] - state["sgd_state_bytes"]) / mib,
-        color="black",
-        marker="^",
-        lw=1.2,
-        label="Adam's moments, held between steps",
-    )
-    peaks.plot(
-        state.index,
-        2 * FLOAT32_BYTES * state["parameters"] / mib,
-        color="grey",
-        ls="--",
-        lw=1,
-        label="counted: 2 x parameters x 4 bytes",
-    )
     peaks.set(
         xlabel="hidden layers",
         ylabel="MiB (peak of one step, above what was held before)",
@@ -537,5 +520,28 @@ def plot(out_dir):
     )
     layers.set_xticks(depths)
     layers.legend(fontsize=7, loc="upper left")
+
+    state = measurements.groupby("parameters")[["adam_state_bytes", "sgd_state_bytes"]].first()
+    kib = 2.0**10
+    moments.plot(
+        state.index,
+        (state["adam_state_bytes"] - state["sgd_state_bytes"]) / kib,
+        "o",
+        color="black",
+        label="measured: Adam's state - SGD's",
+    )
+    moments.plot(
+        state.index,
+        2 * FLOAT32_BYTES * state.index / kib,
+        "--",
+        color="grey",
+        label="counted: 2 moments x parameters x 4 bytes",
+    )
+    moments.set(
+        xlabel="parameters (depths " + ", ".join(str(d) for d in depths) + ")",
+        ylabel="optimizer state held between steps (KiB)",
+        title="Adam's moments: training-only memory",
+    )
+    moments.legend(fontsize=7, loc="upper left")
     fig.subplots_adjust(top=0.8)  # room for the two-line title
     save_figure(fig, out_dir / "memory.png")
