@@ -48,6 +48,19 @@ written; the full profile's size was chosen from it, before the final runs):
 - Arms with p >= 0.2 reach their lowest validation loss at the last epoch: the budget
   ends before they do, which if anything understates the gain of dropout.
 
+Outcome (full profile): INCONCLUSIVE, the same on seeds 0-7 and 1000-1007.
+- Test gain: +4.1 points (interval +3.6 to +4.6) on seeds 0-7, +4.1 (+3.4 to +4.7) on
+  seeds 1000-1007; every seed gains 3.0 to 5.4 points. Dropout at a validation-chosen
+  rate (0.1-0.3) improves test accuracy from 0.62 to 0.66.
+- Gap change: +0.002 (-0.020 to +0.023) and -0.012 (-0.038 to +0.013): not shown. The
+  gap does shrink with p at a fixed rate (0.29 at p = 0, 0.26 at 0.2, 0.13 at 0.5), but
+  the chosen rates are small, and their arms train to the end of the budget (best
+  epochs 35-40) while the early-stopped baseline stops near epoch 20: they fit the
+  training set better (train accuracy 0.97 at p = 0.1 against 0.91) as well as the test
+  set, so the gap at the chosen rate is about the baseline's. Dropout here buys test
+  accuracy, not a smaller gap.
+- About 200 s of one core per run (197 s user), measured on a loaded machine.
+
 History: the first design (500 training examples, 2 x 256, rates up to 0.8, no early
 stopping, a 1,000-example test set) judged "at least 1 point in 80% of seeds" and "gap
 halved", later relaxed to "gap smaller" after data. Its per-seed gains (+0.7 to +4.2
@@ -293,7 +306,7 @@ def plot(out_dir):
     table["gap_change"] = table["gap"] - table["seed"].map(baseline["gap"])
     seeds = table["seed"].nunique()
     fig, axes = figure(
-        f"dropout-regularizes: MNIST-1D, 2-layer MLP, {seeds} seeds "
+        f"dropout-regularizes: MNIST-1D, wide MLP, {seeds} seeds "
         "(mean and 95% t-interval over seeds)",
         ncols=3,
         width=5.0,
@@ -319,8 +332,8 @@ def plot(out_dir):
     ax_accuracy.legend()
 
     for ax, column, name in (
-        (ax_gain, "test_gain", "test gain over p = 0 (accuracy)"),
-        (ax_gap, "gap_change", "change of train-test gap vs p = 0"),
+        (ax_gain, "test_gain", "test accuracy gain vs p = 0"),
+        (ax_gap, "gap_change", "train-test gap change vs p = 0"),
     ):
         mean_band(ax, column, "each rate, paired with p = 0", "tab:gray")
         mean, low, high = mean_interval(per_seed[column])
