@@ -106,12 +106,12 @@ clean: ## remove the virtual environment and caches (results/ is kept: it is com
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # --- tuning ---
-# Network tuning (claim `tuning`): keras-tuner searches kept in tuner-work/, so an
-# interrupted `make tune` resumes where it stopped. Its 15 searches (3 tuners x 5 seeds)
-# run as TUNING_SHARDS processes that `make -j` runs side by side; the claim itself then
-# reloads the finished searches. A stamp records each finished shard of a work directory.
-# The distributed mode runs one chief oracle and WORKERS worker processes on loopback, on
-# ports TUNER_PORT and up.
+# Network tuning (claim `tuning`): `repro tune` runs keras-tuner's searches, kept in
+# tuner-work/ so that an interrupted `make tune` resumes where it stopped. Its 15 searches
+# (3 tuners x 5 seeds) run as TUNING_SHARDS processes that `make -j` runs side by side; the
+# claim itself then reloads the finished searches. A stamp records each finished shard of a
+# work directory. `make tune-distributed` runs one chief oracle and WORKERS worker
+# processes on loopback, on ports TUNER_PORT and up.
 TUNING_SHARDS := 5
 TUNER_WORK := $(or $(REPRO_TUNER_WORK),tuner-work)
 TUNING_STAMPS := $(foreach i,$(shell seq $(TUNING_SHARDS)),\
@@ -120,17 +120,16 @@ WORKERS ?= 2
 TUNER_PORT ?= 8470
 .PHONY: tune tune-distributed
 
-$(RESULTS)/tuning/verdict.json: $(TUNING_STAMPS)
+$(RESULTS)/tuning/verdict.json: $(TUNING_STAMPS) repro/search.py
 
 $(TUNER_WORK)/shards/$(PROFILE)-offset$(SEED_OFFSET)/%-of-$(TUNING_SHARDS): \
-		repro/claims/tuning.py $(CLAIM_DEPS) $(BIN)/.installed
-	$(BIN)/python -m repro.claims.tuning shard --shard $*/$(TUNING_SHARDS) \
-		--profile $(PROFILE) --seed-offset $(SEED_OFFSET)
+		repro/claims/tuning.py repro/search.py $(CLAIM_DEPS) $(BIN)/.installed
+	$(REPRO) tune --shard $*/$(TUNING_SHARDS) --profile $(PROFILE) --seed-offset $(SEED_OFFSET)
 	@mkdir -p $(@D) && touch $@
 
 tune: $(RESULTS)/tuning/verdict.json ## tuning claim: RandomSearch, Hyperband, Bayesian (rerun resumes)
 
 tune-distributed: $(BIN)/.installed ## the same searches in keras-tuner's distributed mode
-	$(BIN)/python -m repro.claims.tuning distributed --workers $(WORKERS) \
-		--port $(TUNER_PORT) --profile $(PROFILE) --out $(RESULTS)
+	$(REPRO) tune --distributed --workers $(WORKERS) --port $(TUNER_PORT) \
+		--profile $(PROFILE) --seed-offset $(SEED_OFFSET) --out $(RESULTS)
 # --- end tuning ---

@@ -125,6 +125,12 @@ def cmd_robustness(args) -> int:
     return 1 if len(changed) else 0
 
 
+def cmd_tune(args) -> int:
+    from repro.search import tune
+
+    return tune(args)
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="repro", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -169,6 +175,12 @@ def build_parser() -> Parser:
     p.add_argument("shifted", type=Path, help="results of the same claims on shifted seeds")
     p.add_argument("--against", type=Path, default=RESULTS, help="default-seed results")
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("tune", help="the tuning claim's searches: all, a shard, or distributed")
+    from repro.search import add_arguments as add_tune_arguments
+
+    add_tune_arguments(p)
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="write README.md, report.html and the manifest")
     p.add_argument("--out", type=Path, default=RESULTS)
