@@ -35,3 +35,14 @@ def seed_band(ax, frame, x: str, y: str, label: str | None = None, color=None):
     (line,) = ax.plot(mean.index, mean.values, label=label, color=color, lw=1.8)
     ax.fill_between(mean.index, low.values, high.values, color=line.get_color(), alpha=0.2, lw=0)
     return line
+
+
+def seed_legend(ax, seeds: int):
+    """The legend beside the axes, titled with what the lines and bands show."""
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        fontsize=8,
+        title=f"mean, min-max over {seeds} seeds",
+        title_fontsize=8,
+    )

@@ -18,32 +18,43 @@ from repro.verify import compare, robustness
 COMMITTED = Path(__file__).resolve().parent.parent / "results"
 
 
-def flip_last_bits(root: Path) -> int:
-    """Flip the lowest mantissa bit of every float in every CSV of every claim under root:
-    what another CPU's rounding does to the same numbers at most. Returns floats flipped."""
-    flipped = 0
+def move_last_bits(root: Path, toward: float = np.inf) -> int:
+    """Move every float in every claim's CSVs under root by one unit in the last place, zeros
+    included (0 becomes a denormal): what another CPU's rounding does to the same numbers at
+    least. Returns how many floats moved."""
+    moved = 0
     for claim in claims.all_claims():
         for name in claim.TABLES:
             path = root / claim.CLAIM_ID / name
+            if not path.exists():
+                continue
             frame = read_csv(path)
-            for column in frame.select_dtypes("float64").columns:
-                values = frame[column].to_numpy().copy()
-                finite = np.isfinite(values) & (values != 0)
-                values[finite] = (values[finite].view(np.int64) ^ 1).view(np.float64)
-                frame[column] = values
-                flipped += int(finite.sum())
+            for column in frame.select_dtypes("float").columns:
+                frame[column] = np.nextafter(frame[column].to_numpy(), toward)
+                moved += int(frame[column].notna().sum())
             write_csv(frame, path)
-    return flipped
+    return moved
 
 
 def test_committed_verdicts_survive_another_cpus_rounding(tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(COMMITTED, copy)
-    assert flip_last_bits(copy) > 1000
+    assert move_last_bits(copy) > 1000
     write_manifest(copy)  # the hashes change with the bytes; the verdicts must not
     rows, problems = check(copy)
     assert not problems, problems
     assert all(status == "ok" for *_, status in rows)
+
+
+@pytest.mark.parametrize("claim_id", claims.claim_ids())
+def test_every_quick_verdict_survives_last_bit_changes(quick_results, tmp_path, claim_id):
+    claim = claims.get(claim_id)
+    recorded = claim.verdict(quick_results / claim_id).to_dict()
+    for toward in (np.inf, -np.inf):
+        copy = tmp_path / str(toward)
+        shutil.copytree(quick_results / claim_id, copy / claim_id)
+        move_last_bits(copy, toward)
+        assert same_record(recorded, claim.verdict(copy / claim_id).to_dict()), toward
 
 
 def test_check_compares_numbers_within_a_tolerance_and_labels_exactly():
@@ -118,7 +129,7 @@ def test_verify_wants_bytes_on_the_same_machine_and_intervals_elsewhere(quick_re
     shutil.copytree(quick_results, copy)
     rows, ok, comparison = compare(copy, quick_results)
     assert ok and comparison.startswith("bytes")
-    flip_last_bits(copy)  # same machine: a last-bit difference is a real difference
+    move_last_bits(copy)  # same machine: a last-bit difference is a real difference
     assert not compare(copy, quick_results)[1]
     _as_other_machine(copy)  # another CPU: the statistics must sit inside the intervals
     rows, ok, comparison = compare(copy, quick_results)

@@ -37,21 +37,6 @@ def test_quick_verdict_is_reproduced(quick_results, claim_id):
     assert claims.get(claim_id).verdict(quick_results / claim_id).reproduced
 
 
-@pytest.mark.parametrize("claim_id", SECTION_D)
-def test_verdict_survives_a_last_bit_change_of_every_float(quick_results, tmp_path, claim_id):
-    # Another machine's CSVs may differ in the last bit, zeros included (0.0 -> a denormal).
-    claim = claims.get(claim_id)
-    for name in claim.TABLES:
-        table = read_csv(quick_results / claim_id / name)
-        for column in table.select_dtypes("float").columns:
-            table[column] = np.nextafter(table[column].to_numpy(), np.inf)
-        write_csv(table, tmp_path / name)
-    recorded, perturbed = claim.verdict(quick_results / claim_id), claim.verdict(tmp_path)
-    assert [r.outcome for r in perturbed.rules] == [r.outcome for r in recorded.rules]
-    for before, after in zip(recorded.rules, perturbed.rules, strict=True):
-        assert after.measured == pytest.approx(before.measured, rel=1e-9, abs=1e-300)
-
-
 @pytest.mark.parametrize(
     ("claim_id", "bad"),
     [

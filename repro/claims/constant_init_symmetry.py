@@ -73,7 +73,7 @@ import pandas as pd
 import tensorflow as tf
 
 from repro.data import digits
-from repro.figures import figure, seed_band
+from repro.figures import figure, seed_band, seed_legend
 from repro.harness import (
     Rule,
     Verdict,
@@ -402,13 +402,7 @@ def plot(out_dir):
             xlabel="SGD step",
             ylabel=f"max |difference| between units\n(0 drawn at {EXACT_ZERO_DRAWN_AT:g})",
         )
-    axes[1].legend(
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
-        fontsize=8,
-        title=f"mean, min-max over {seeds} seeds",
-        title_fontsize=8,
-    )
+    seed_legend(axes[1], seeds)
     save_figure(fig, out_dir / "unit_difference.png")
 
     fig, (loss_ax, accuracy_ax) = figure(
@@ -438,11 +432,5 @@ def plot(out_dir):
         line.set(**style)
     loss_ax.set(xlabel="SGD step", ylabel="minibatch loss (running mean of 20 steps)")
     accuracy_ax.set(xlabel="epoch", ylabel="training accuracy (fraction)", ylim=(0, 1))
-    accuracy_ax.legend(
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
-        fontsize=8,
-        title=f"mean, min-max over {seeds} seeds",
-        title_fontsize=8,
-    )
+    seed_legend(accuracy_ax, seeds)
     save_figure(fig, out_dir / "one_unit_match.png")

@@ -63,7 +63,7 @@ import pandas as pd
 import tensorflow as tf
 
 from repro.data import digits
-from repro.figures import figure, seed_band
+from repro.figures import figure, seed_band, seed_legend
 from repro.harness import (
     Rule,
     Verdict,
@@ -367,13 +367,7 @@ def plot(out_dir):
         xlabel=f"Dense layer (1 = first hidden, {output_layer} = logits)",
         ylabel="||dL/dz|| (Frobenius, batch of examples)",
     )
-    ax.legend(
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
-        fontsize=8,
-        title=f"mean, min-max over {seeds} seeds",
-        title_fontsize=8,
-    )
+    seed_legend(ax, seeds)
     save_figure(fig, out_dir / "gradient_signal.png")
 
     fig, axes = figure(

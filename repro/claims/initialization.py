@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 
 from repro.data import digits
-from repro.figures import figure, seed_band
+from repro.figures import figure, seed_band, seed_legend
 from repro.harness import (
     Rule,
     Verdict,
@@ -428,13 +428,7 @@ def plot(out_dir):
     ax.set_yscale("log")
     ax.set_xticks(sorted(scales["layer"].unique()))
     ax.set(xlabel="layer (0 = input, then hidden layers)", ylabel="std of the layer's output")
-    ax.legend(
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
-        fontsize=8,
-        title=f"mean, min-max over {seeds} seeds",
-        title_fontsize=8,
-    )
+    seed_legend(ax, seeds)
     save_figure(fig, out_dir / "activation_scale.png")
 
     target = float(curves["target_accuracy"].iloc[0])
