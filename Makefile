@@ -107,12 +107,12 @@ clean: ## remove the virtual environment and caches (results/ is kept: it is com
 
 # --- tuning ---
 # Network tuning (claim `tuning`): `repro tune` runs keras-tuner's searches, kept in
-# tuner-work/ so that an interrupted `make tune` resumes where it stopped. Its 15 searches
-# (3 tuners x 5 seeds) run as TUNING_SHARDS processes that `make -j` runs side by side; the
+# tuner-work/ so that an interrupted `make tune` resumes where it stopped. Its 24 searches
+# (3 tuners x 8 seeds) run as TUNING_SHARDS processes that `make -j` runs side by side; the
 # claim itself then reloads the finished searches. A stamp records each finished shard of a
 # work directory. `make tune-distributed` runs one chief oracle and WORKERS worker
 # processes on loopback, on ports TUNER_PORT and up.
-TUNING_SHARDS := 5
+TUNING_SHARDS := 4  # searches i, i+4, ...: every shard gets each tuner twice
 TUNER_WORK := $(or $(REPRO_TUNER_WORK),tuner-work)
 TUNING_STAMPS := $(foreach i,$(shell seq $(TUNING_SHARDS)),\
   $(TUNER_WORK)/shards/$(PROFILE)-offset$(SEED_OFFSET)/$(i)-of-$(TUNING_SHARDS))

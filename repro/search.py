@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.harness import UsageError, choose_seeds, override, progress
+from repro.harness import UsageError, atomic_path, choose_seeds, override, progress
 
 OBJECTIVE = "val_accuracy"
 TUNER_STREAMS = ("random", "hyperband", "bayesian")  # a tuner's index is its seed stream
@@ -159,7 +159,29 @@ def make_tuner(name: str, hypermodel, config, seed: int, directory: Path):
     `config.bayesian_initial_points` are random); Hyperband gets one sweep up to
     `config.max_epochs` with `config.hyperband_factor`.
     """
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    with keras_tuner_output(Path(directory) / f"{name}.log"):  # "Reloading Tuner from ..."
+        tuner = _make_tuner(name, hypermodel, config, seed, directory)
+    # keras-tuner imports tensorboard before every trial only to patch TensorBoard
+    # callbacks; there are none here, and tensorflow-cpu no longer installs tensorboard.
+    tuner._configure_tensorboard_dir = lambda callbacks, trial, execution=0: None
+    return tuner
+
+
+def _save_json_atomically(path, obj):
+    """keras-tuner's save_json through a temporary file and a rename: a process killed
+    while saving leaves the previous file, never an empty one that cannot be reloaded."""
+    text = json.dumps(obj)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(text)
+    return text
+
+
+def _make_tuner(name: str, hypermodel, config, seed: int, directory: Path):
     import keras_tuner
+    from keras_tuner.src import utils
+
+    utils.save_json = _save_json_atomically
 
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
     where = {"directory": str(directory), "project_name": name}
@@ -187,10 +209,19 @@ def make_tuner(name: str, hypermodel, config, seed: int, directory: Path):
             **where,
         )
         tuner.oracle.max_trials = hyperband_sweep_trials(config.max_epochs, config.hyperband_factor)
-    # keras-tuner imports tensorboard before every trial only to patch TensorBoard
-    # callbacks; there are none here, and tensorflow-cpu no longer installs tensorboard.
-    tuner._configure_tensorboard_dir = lambda callbacks, trial, execution=0: None
     return tuner
+
+
+@contextlib.contextmanager
+def keras_tuner_output(log_path: Path):
+    """What keras-tuner prints or warns inside the block is appended to `log_path`."""
+    with open(log_path, "a") as log, warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, category, filename, lineno, *_: log.write(
+            warnings.formatwarning(message, category, filename, lineno)
+        )
+        with contextlib.redirect_stdout(log):
+            yield
 
 
 def run_search(tuner, kwargs: dict, desc: str) -> None:
@@ -207,14 +238,8 @@ def run_search(tuner, kwargs: dict, desc: str) -> None:
         bar.update(1)
 
     tuner.on_trial_end = on_trial_end
-    log_path = Path(tuner.project_dir).with_suffix(".log")
-    with open(log_path, "a") as log, warnings.catch_warnings():
-        warnings.simplefilter("default")
-        warnings.showwarning = lambda message, category, filename, lineno, *_: log.write(
-            warnings.formatwarning(message, category, filename, lineno)
-        )
-        with contextlib.redirect_stdout(log):
-            tuner.search(**kwargs)
+    with keras_tuner_output(Path(tuner.project_dir).with_suffix(".log")):
+        tuner.search(**kwargs)
     bar.close()
 
 

@@ -42,9 +42,18 @@ trial with the best validation accuracy over all tuners, the earliest on a tie) 
 the baseline on the test split; the key statistic is the paired test-accuracy gain. Its
 mean over seeds, with the t-interval, must exceed 0.01: one point of accuracy, 8 of 800
 test sequences, so that a gain of a handful of sequences does not count as tuning
-paying off. Seeds: 5 (the smallest number the catalogue allows). Earlier versions of
-this claim ran 3 epochs per trial and beat a 3-epoch baseline, a gain bought by the
-starved budget rather than by tuning, and counted seeds won instead of an interval.
+paying off. Earlier versions of this claim ran 3 epochs per trial and beat a 3-epoch
+baseline, a gain bought by the starved budget rather than by tuning, and counted seeds
+won instead of an interval.
+
+Seeds, from the first full run (seeds 0-4, rule and threshold unchanged): gain +0.040,
+95% CI [+0.008, +0.071], 5/5 seeds positive, INCONCLUSIVE (tuned 0.555 against untuned
+0.515 on the test split). The per-seed spread (standard deviation 0.026) needs about 8
+seeds for an interval of +-0.02 around such a mean, so the full profile runs 8. Measured
+then: seeds 0-7 +0.036 [+0.011, +0.062], REPRODUCED; seeds 1000-1007 +0.035 [+0.004,
++0.066], INCONCLUSIVE (spread 0.037: about 12 seeds would be needed to be conclusive on
+both; not run, for want of time). Tuning's gain is real on both seed sets but small,
+close to the 0.01 threshold's end of its interval.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import ScalarFormatter
 
 from repro import search
 from repro.figures import figure, plt
@@ -149,7 +159,7 @@ PROFILES = {
     ),
     "full": Config(),
 }
-SEEDS = {"quick": (0,), "full": tuple(range(5))}
+SEEDS = {"quick": (0,), "full": tuple(range(8))}  # 8: see the docstring
 LAYER_COLUMNS = ("units", "dropout", "l1", "l2")
 SGD_COLUMNS = ("input_noise", "learning_rate", "batch_size", "epochs")
 METRICS = (OBJECTIVE, "test_accuracy", "epochs_run", "wall_seconds")
@@ -384,7 +394,7 @@ def plot(out_dir):
     completed = trials[trials["status"] == "COMPLETED"]
     panels = [
         (["hidden_layers"], "hidden layers", "linear"),
-        (sorted(c for c in trials if c.startswith("units_")), "units per layer", "log"),
+        (sorted(c for c in trials if c.startswith("units_")), "units per layer", "log2"),
         (sorted(c for c in trials if c.startswith("dropout_")), "dropout rate per layer", "linear"),
         (
             sorted(c for c in trials if c.startswith(("l1_", "l2_"))),
@@ -393,7 +403,7 @@ def plot(out_dir):
         ),
         (["input_noise"], "input noise stddev (augmentation)", "linear"),
         (["learning_rate"], "learning rate", "log"),
-        (["batch_size"], "batch size", "log"),
+        (["batch_size"], "batch size", "log2"),
         (["epochs_run"], "epochs trained (early-stopped)", "linear"),
     ]
     fig, grid = plt.subplots(2, 4, figsize=(12.8, 6.8), sharey=True)
@@ -404,12 +414,20 @@ def plot(out_dir):
             x = np.concatenate([group[c].to_numpy() for c in columns])
             y = np.tile(group[OBJECTIVE].to_numpy(), len(columns))
             ax.scatter(x, y, s=10, alpha=0.6, color=TUNER_COLORS[name], label=name)
-        ax.axhline(baseline[OBJECTIVE].mean(), color="k", ls="--", lw=1)
-        ax.set_xscale(scale, **({"linthresh": 1e-5} if scale == "symlog" else {}))
+        ax.axhline(baseline[OBJECTIVE].mean(), color="k", ls="--", lw=1, label="untuned (mean)")
+        if scale == "log2":  # powers of two, labelled as plain numbers
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+        elif scale == "symlog":  # the strengths include 0: linear near it, log beyond
+            ax.set_xscale("symlog", linthresh=1e-5)
+            ax.set_xlim(left=-1e-6)
+        else:
+            ax.set_xscale(scale)
         ax.set(xlabel=label)
     axes[0].set_ylabel("validation accuracy")
     axes[4].set_ylabel("validation accuracy")
-    axes[0].legend(loc="lower right", title="dashed: untuned")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.04), ncol=4)
     save_figure(fig, out_dir / "val_accuracy_vs_space.png")
 
     kept = kept_models(scores)
