@@ -110,8 +110,8 @@ clean: ## remove the virtual environment and caches (results/ is kept: it is com
 # tuner-work/ so that an interrupted `make tune` resumes where it stopped. Its 24 searches
 # (3 tuners x 8 seeds) run as TUNING_SHARDS processes that `make -j` runs side by side; the
 # claim itself then reloads the finished searches. A stamp records each finished shard of a
-# work directory. `make tune-distributed` runs one chief oracle and WORKERS worker
-# processes on loopback, on ports TUNER_PORT and up.
+# work directory and its wall seconds (for make bench). `make tune-distributed` runs one
+# chief oracle and WORKERS worker processes on loopback, on ports TUNER_PORT and up.
 TUNING_SHARDS := 4  # searches i, i+4, ...: every shard gets each tuner twice
 TUNER_WORK := $(or $(REPRO_TUNER_WORK),tuner-work)
 TUNING_STAMPS := $(foreach i,$(shell seq $(TUNING_SHARDS)),\
@@ -124,8 +124,9 @@ $(RESULTS)/tuning/verdict.json: $(TUNING_STAMPS) repro/search.py
 
 $(TUNER_WORK)/shards/$(PROFILE)-offset$(SEED_OFFSET)/%-of-$(TUNING_SHARDS): \
 		repro/claims/tuning.py repro/search.py $(CLAIM_DEPS) $(BIN)/.installed
-	$(REPRO) tune --shard $*/$(TUNING_SHARDS) --profile $(PROFILE) --seed-offset $(SEED_OFFSET)
-	@mkdir -p $(@D) && touch $@
+	@start=$$(date +%s); \
+	  $(REPRO) tune --shard $*/$(TUNING_SHARDS) --profile $(PROFILE) --seed-offset $(SEED_OFFSET) \
+	  && mkdir -p $(@D) && echo $$(( $$(date +%s) - start )) > $@
 
 tune: $(RESULTS)/tuning/verdict.json ## tuning claim: RandomSearch, Hyperband, Bayesian (rerun resumes)
 
