@@ -14,6 +14,7 @@ its tables are shown but not held to bytes; its verdict must still match.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -61,7 +62,8 @@ def _statistic_rows(claim, new_verdict: dict, old_verdict: dict):
             status = "same outcome (exact rule)" if same else "OUTCOME CHANGED"
             yield (claim.CLAIM_ID, rule["name"], status, f"{rule['measured']:.4g}"), same
         else:
-            inside = old["low"] <= rule["measured"] <= old["high"]
+            no_measurement = math.isnan(rule["measured"]) and math.isnan(old["measured"])
+            inside = no_measurement or old["low"] <= rule["measured"] <= old["high"]
             detail = f"{rule['measured']:.4g} in [{old['low']:.4g}, {old['high']:.4g}]"
             yield (
                 (claim.CLAIM_ID, rule["name"], "inside" if inside else "OUTSIDE", detail),

@@ -58,12 +58,14 @@ def test_every_quick_verdict_survives_last_bit_changes(quick_results, tmp_path, 
 
 
 def test_check_compares_numbers_within_a_tolerance_and_labels_exactly():
-    recorded = {"verdict": "REPRODUCED", "measured": 0.25977902918773565, "note": "median 0.557"}
+    recorded = {"verdict": "REPRODUCED", "measured": 0.25977902918773565, "name": "rate 0.557"}
     assert same_record(recorded, recorded | {"measured": 0.2597790291877357})
-    assert same_record(recorded, recorded | {"note": "median 0.558"})  # rounded either way
+    assert same_record(recorded, recorded | {"name": "rate 0.558"})  # rounded either way
     assert not same_record(recorded, recorded | {"measured": 0.2598})
     assert not same_record(recorded, recorded | {"verdict": "INCONCLUSIVE"})
-    assert not same_record({"note": "5/5 seeds"}, {"note": "4/5 seeds"})  # counts are exact
+    assert not same_record({"name": "5 of 10 layers"}, {"name": "4 of 10 layers"})  # exact
+    assert same_record({"name": "from 0"}, {"name": "from -0"})
+    assert same_record({"note": "5/5 seeds"}, {"note": "4/5 seeds"})  # notes are not compared
 
 
 def test_a_nan_measurement_is_recorded_fails_and_equals_itself():

@@ -263,7 +263,7 @@ def paired(table: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(["seed", "dropout_rate"], kind="stable")
     # idxmax keeps the first of equal counts: ties go to the smaller rate.
     chosen = table.loc[table.groupby("seed")["validation_correct"].idxmax()].set_index("seed")
-    baseline = table[table["dropout_rate"] == 0].set_index("seed")
+    baseline = table.groupby("seed").first()  # the smallest rate, p = 0 (Config requires it)
     return pd.DataFrame(
         {
             "chosen_rate": chosen["dropout_rate"],
@@ -301,7 +301,7 @@ def verdict(out_dir) -> Verdict:
 def plot(out_dir):
     table = read_csv(out_dir / "accuracy.csv").sort_values(["seed", "dropout_rate"])
     per_seed = paired(table)
-    baseline = table[table["dropout_rate"] == 0].set_index("seed")
+    baseline = table.groupby("seed").first()
     table["test_gain"] = table["test_accuracy"] - table["seed"].map(baseline["test_accuracy"])
     table["gap_change"] = table["gap"] - table["seed"].map(baseline["gap"])
     seeds = table["seed"].nunique()
