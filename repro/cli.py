@@ -27,11 +27,22 @@ def _table(rows, header) -> str:
     )
 
 
+def _verdict_in(root: Path, claim_id: str) -> dict | None:
+    try:
+        return json.loads((root / claim_id / "verdict.json").read_text())
+    except (OSError, ValueError):  # not run, or unreadable (which check reports)
+        return None
+
+
+def _deciding_rule_in(root: Path, claim_id: str) -> str:
+    record = _verdict_in(root, claim_id)
+    return rule_text(deciding_rule(record["rules"])) if record and record.get("rules") else ""
+
+
 def cmd_list(args) -> int:
     rows = []
     for claim in claims.all_claims():
-        path = args.out / claim.CLAIM_ID / "verdict.json"
-        record = json.loads(path.read_text()) if path.exists() else None
+        record = _verdict_in(args.out, claim.CLAIM_ID)
         rows.append(
             (
                 claim.CLAIM_ID,
@@ -71,7 +82,9 @@ def cmd_check(args) -> int:
     rows, problems = check(_results_dir(args.dir))
     for stale in leftover_scratch(args.dir):
         print(f"note: ignoring {stale}, a scratch directory left by an interrupted run")
-    print(_table(rows, ("claim", "recorded", "recomputed", "status")))
+    rows = [(*row, _deciding_rule_in(args.dir, row[0])) for row in rows]
+    header = ("claim", "recorded", "recomputed", "status", "deciding rule (95% CI)")
+    print(_table(rows, header))
     for problem in problems:
         print(f"FAIL {args.dir}/{problem}")
     print(f"{len(problems)} problem(s) in {args.dir}/" if problems else f"{args.dir}/: all ok")
