@@ -26,6 +26,9 @@ from repro.harness import write_csv
 
 
 def timed_make(*args: str, env=None) -> float:
+    # Without the calling make's flags: under `make bench` they would hand the inner make a
+    # job server it cannot reach, and it would fall back to one job.
+    env = {k: v for k, v in (env or os.environ).items() if k not in ("MAKEFLAGS", "MFLAGS")}
     started = time.perf_counter()
     subprocess.run(
         ["make", "--no-print-directory", *args], check=True, stdout=subprocess.DEVNULL, env=env
