@@ -4,8 +4,9 @@
 
 PYTHON ?= python3
 # Independent claims run side by side on every core unless a -j is given (make -j1 all).
+# nproc would count OMP_NUM_THREADS, which repro sets to 1 for its own processes.
 ifeq ($(filter -j% j%,$(MAKEFLAGS)),)
-MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+MAKEFLAGS += -j$(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)
 endif
 VENV := .venv
 BIN := $(VENV)/bin
