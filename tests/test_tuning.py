@@ -191,25 +191,26 @@ GAIN = "held-out accuracy gain of the kept tuned model over the converged untune
 WOBBLE = [0.004, -0.003, 0.0, 0.002, -0.003]  # seed-to-seed noise of a test accuracy
 
 
-def test_a_clean_gain_passes(tmp_path):
+def verdict_of_kept_model(tmp_path, validation: float, test: float):
+    """The verdict when every seed's kept model scores `validation` and `test` (plus noise)
+    against a baseline at 0.55."""
     rows = [
         row
         for seed, wobble in enumerate(WOBBLE)
-        for row in scores_for(seed, 0.55, {"random": (0.66, 0.65 + wobble)})
+        for row in scores_for(seed, 0.55, {"random": (validation, test + wobble)})
     ]
-    verdict = tuning.verdict(write_scores(tmp_path, rows))
+    return tuning.verdict(write_scores(tmp_path, rows))
+
+
+def test_a_clean_gain_passes(tmp_path):
+    verdict = verdict_of_kept_model(tmp_path, 0.66, 0.65)
     assert verdict.label == "REPRODUCED"
     assert verdict.rules[0].measured == pytest.approx(0.1)
 
 
 def test_tuning_that_gains_nothing_fails_the_gain_rule(tmp_path):
     # Doctored: every seed's kept model tests as well as the baseline, give or take noise.
-    rows = [
-        row
-        for seed, wobble in enumerate(WOBBLE)
-        for row in scores_for(seed, 0.55, {"random": (0.6, 0.55 + wobble)})
-    ]
-    verdict = tuning.verdict(write_scores(tmp_path, rows))
+    verdict = verdict_of_kept_model(tmp_path, 0.6, 0.55)
     (rule,) = [rule for rule in verdict.rules if rule.name == GAIN]
     assert rule.outcome == "fail" and verdict.label == "NOT REPRODUCED"
 
