@@ -46,17 +46,17 @@ full profile runs 20 (half-width about 0.009 at the pilot's spread), so that see
 larger spread still give a conclusive interval. The rules were not changed after the pilot.
 
 Outcome (full profile, seeds 0-19): NOT REPRODUCED. Disagreement across masks does flag
-errors (mutual information AUROC 0.963, interval 0.957 to 0.969) and unfamiliar inputs
-(held-out classes 0.962, permuted pixels 0.969), but it flags errors worse than the
-entropy of the same network's softmax with dropout off (difference -0.016, interval
--0.022 to -0.010; 18 of 20 seeds below 0). The variation ratio roughly ties the control
-(mean difference +0.001). Seeds 1000-1019 give the same verdict: error AUROC 0.954
-(0.944 to 0.964), difference from the control -0.028 (-0.037 to -0.019; 20 of 20 seeds
-below 0), held-out classes 0.962, permuted pixels 0.960. On this task, what the masks say
+errors (mutual information AUROC 0.957, interval 0.950 to 0.964) and unfamiliar inputs
+(held-out classes 0.959, permuted pixels 0.972), but it flags errors worse than the
+entropy of the same network's softmax with dropout off (difference -0.019, interval
+-0.024 to -0.013; 19 of 20 seeds below 0). The variation ratio roughly ties the control
+(mean difference +0.001). Seeds 1000-1019 give the same verdict: error AUROC 0.955
+(0.950 to 0.961), difference from the control -0.028 (-0.034 to -0.022; 20 of 20 seeds
+below 0), held-out classes 0.962, permuted pixels 0.958. On this task, what the masks say
 about errors is already in the deterministic softmax; on unfamiliar inputs they say a
 little more than it. The full profile takes about 87 s of one core (83 s user, 5 s
-system, measured on a loaded machine; 123 s, 45 s of it system time, before
-keep_freed_memory).
+system, measured on a loaded machine; 123 s, 45 s of it system time, before repro set
+TensorFlow's BFC allocator for the CPU, which reuses freed memory).
 
 History: the first design trained on MNIST-1D classes 0-7 (about 59% accurate), scored the
 entropy of the mean softmax (which a deterministic network has too) and had no
@@ -67,8 +67,6 @@ goes beyond the lecture, with a score that was not disagreement across masks.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 from dataclasses import dataclass
 
 import keras
@@ -187,22 +185,7 @@ def mask_scores(model, x, masks: int) -> dict[str, np.ndarray]:
     }
 
 
-def keep_freed_memory() -> None:
-    """Let glibc's malloc reuse freed memory instead of returning it to the kernel.
-
-    The T-mask forward pass makes tensors of up to 70 MB, above glibc's largest threshold
-    for serving a block from its heap, so each was mapped afresh and page-faulted in: a
-    third of this claim's time was system time. Only where the tensors live changes, not
-    a number. Process-wide, and a no-op without glibc.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: blocks below 1 GB come from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GB freed in the heap
-
-
 def run(config: Config, seeds, out_dir):
-    keep_freed_memory()
     net = Retrainable(lambda: dropout_mlp(config, 64))
     rows = []
     for seed in progress(seeds, CLAIM_ID):
