@@ -117,6 +117,21 @@ def test_full_profile_budget_is_fair_between_tuners():
     assert len(tuning.SEEDS["full"]) >= 5
 
 
+def test_editing_prose_keeps_the_searches_and_editing_code_does_not(tmp_path):
+    from repro import search
+
+    source = Path(tuning.__file__).read_text()
+    edited = tmp_path / "edited.py"
+
+    def same_code(text: str) -> bool:
+        edited.write_text(text)
+        return search.code_text(edited) == search.code_text(Path(tuning.__file__))
+
+    assert same_code(source.replace('"""Claim:', '"""Claim (reworded):', 1))
+    assert same_code(source.replace("# Rounded:", "# A new comment.\n    # Rounded:", 1))
+    assert not same_code(source.replace("MIN_GAIN = 0.01", "MIN_GAIN = 0.02", 1))
+
+
 def test_each_tuner_and_each_configuration_has_its_own_seed():
     values = {"units_1": 64, "learning_rate": 0.001}
     seed = tuning.search.trial_seed
