@@ -184,10 +184,18 @@ def make_tuner(name: str, hypermodel, config, seed: int, directory: Path):
     Path(directory).mkdir(parents=True, exist_ok=True)
     with keras_tuner_output(Path(directory) / f"{name}.log"):  # "Reloading Tuner from ..."
         tuner = _make_tuner(name, hypermodel, config, seed, directory)
-    # The oracle saves itself when a trial ends, before it forgets the trial as ongoing; a
-    # process killed in between would have the finished trial trained again on reload.
+    # Three windows in which a kill leaves keras-tuner's files disagreeing. The tuner's
+    # own file, which makes keras-tuner reload a project, is first written after the first
+    # trial has ended: the oracle's file is reloaded without it. A new trial's file is
+    # written just before the oracle's: a trial the oracle never recorded is forgotten, so
+    # that it is proposed again as an uninterrupted search would. An ended trial is saved
+    # before the oracle forgets it as ongoing: a finished trial is not queued to run again.
     oracle = tuner.oracle
     if hasattr(oracle, "_retry_queue"):  # a distributed worker's oracle is only a client
+        if not oracle.trials and (Path(tuner.project_dir) / "oracle.json").exists():
+            oracle.reload()
+        for trial_id in set(oracle.trials) - set(oracle.start_order):
+            del oracle.trials[trial_id]
         oracle._retry_queue = [
             trial_id
             for trial_id in oracle._retry_queue

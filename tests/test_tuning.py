@@ -310,6 +310,43 @@ def test_a_search_killed_mid_trial_resumes_without_redoing_finished_trials(
     assert fitted_by(fits(log), resumed) == [["local"]] * 3
 
 
+class Killed(BaseException):
+    """Stands for a SIGKILL landing at one exact point of keras-tuner's bookkeeping."""
+
+
+@pytest.mark.parametrize(
+    "trial_id, status",
+    [("1", "RUNNING"), ("0", "COMPLETED")],
+    ids=["after-a-new-trial-file", "after-an-ended-trial-file"],
+)
+def test_a_search_killed_between_two_of_its_files_resumes_as_if_never_killed(
+    uninterrupted, tmp_path, monkeypatch, trial_id, status
+):
+    # keras-tuner writes a trial's file, then the oracle's: a kill in between leaves them
+    # disagreeing (a new trial the oracle never recorded, or an ended one still ongoing).
+    from keras_tuner.src.engine import oracle
+
+    save_trial = oracle.Oracle._save_trial
+
+    def save_then_die(self, trial):
+        save_trial(self, trial)
+        if (trial.trial_id, trial.status) == (trial_id, status):
+            raise Killed
+
+    log = tmp_path / "fits.jsonl"
+    monkeypatch.setenv("REPRO_TUNER_WORK", str(tmp_path / "work"))
+    monkeypatch.setenv("REPRO_TUNER_FIT_LOG", str(log))
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(oracle.Oracle, "_save_trial", save_then_die)
+        run_claim(tuning, "quick", (int(SEED),), tmp_path / "out", small_config())
+    run_claim(tuning, "quick", (int(SEED),), tmp_path / "out", small_config())
+
+    resumed = tmp_path / "out" / "tuning"
+    for name in ("trials.csv", "test_accuracy.csv"):
+        assert (resumed / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    assert fitted_by(fits(log), resumed) == [["local"]] * 3  # no trial trained twice
+
+
 def test_searches_run_as_shards_are_collected_without_training_them_again(
     uninterrupted, tmp_path, monkeypatch
 ):
