@@ -401,8 +401,8 @@ def best_so_far_figure(trials, colors: dict, untuned: float, path: Path) -> None
 
 def score_against_space_figure(trials, panels, colors: dict, untuned: float, path: Path) -> None:
     """The score of every finished trial against its settings, a panel per (columns, label,
-    scale) in `panels` (scale: linear, log, log2 or symlog), 4 panels to a row."""
-    from matplotlib.ticker import ScalarFormatter
+    scale) in `panels` (scale: linear, integer, log, log2 or symlog), 4 panels to a row."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
     from repro.figures import plt
     from repro.harness import save_figure
@@ -420,6 +420,8 @@ def score_against_space_figure(trials, panels, colors: dict, untuned: float, pat
         if scale == "log2":  # powers of two, labelled as plain numbers
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(ScalarFormatter())
+        elif scale == "integer":  # counts: no ticks between whole numbers
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         elif scale == "symlog":  # strengths include 0: linear near it, log beyond
             ax.set_xscale("symlog", linthresh=1e-5)
             ax.set_xlim(left=-1e-6)

@@ -394,14 +394,14 @@ def plot(out_dir):
         return sorted(c for c in trials if c.startswith(prefixes))
 
     panels = [
-        (["hidden_layers"], "hidden layers", "linear"),
+        (["hidden_layers"], "hidden layers", "integer"),
         (columns("units_"), "units per layer", "log2"),
         (columns("dropout_"), "dropout rate per layer", "linear"),
         (columns("l1_", "l2_"), "L1 and L2 strengths", "symlog"),
         (["input_noise"], "input noise stddev (augmentation)", "linear"),
         (["learning_rate"], "learning rate", "log"),
         (["batch_size"], "batch size", "log2"),
-        (["epochs_run"], "epochs trained (early-stopped)", "linear"),
+        (["epochs_run"], "epochs trained (early-stopped)", "integer"),
     ]
     path = out_dir / "val_accuracy_vs_space.png"
     search.score_against_space_figure(trials, panels, TUNER_COLORS, untuned, path)
