@@ -47,10 +47,18 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.harness import UsageError, atomic_path, choose_seeds, override, progress
+from repro.harness import (
+    UsageError,
+    atomic_path,
+    choose_seeds,
+    override,
+    progress,
+    seed_everything,
+)
 
 OBJECTIVE = "val_accuracy"
 TUNER_STREAMS = ("random", "hyperband", "bayesian")  # a tuner's index is its seed stream
+METRICS = (OBJECTIVE, "epochs_run", "wall_seconds")  # what `fit_trial` reports of a trial
 
 
 # ------------------------------------------------------------------------------ seeds
@@ -322,6 +330,9 @@ def search_shard(claim, config, seeds, shard: int, shards: int) -> None:
         run_search(claim.tuner(name, config, seed), kwargs, f"seed {seed}, {name}")
 
 
+# ---------------------------------------------------------------------- the trials
+
+
 def validation_scores(x_val, y_val):
     """A callback that puts val_loss (the data term, without L1/L2 penalties) and
     val_accuracy of a classifier with logits into each epoch's logs, for the callbacks
@@ -341,7 +352,39 @@ def validation_scores(x_val, y_val):
     return ValidationScores()
 
 
-# ---------------------------------------------------------------------- the trials
+def fit_trial(
+    model,
+    values: dict,
+    search_seed: int,
+    batch_size: int,
+    epochs: int,
+    x,
+    y,
+    validation_data,
+    callbacks=(),
+    **kwargs,
+) -> dict:
+    """A HyperModel's `fit`: train `model` on (x, y) in an order seeded from its
+    configuration's `values`, and report METRICS. The score is the validation accuracy of
+    the weights the fit keeps, which EarlyStopping may have restored."""
+    from repro.models import accuracy, batches
+
+    data_seed = trial_seed(search_seed, values) + 1
+    seed_everything(data_seed)
+    started = time.perf_counter()
+    history = model.fit(
+        batches(x, y, batch_size, shuffle_seed=data_seed),
+        epochs=epochs,
+        callbacks=[validation_scores(*validation_data), *callbacks],
+        **kwargs,
+    )
+    seconds = time.perf_counter() - started
+    log_fit(values, seconds)
+    return {
+        OBJECTIVE: accuracy(model, *validation_data),
+        "epochs_run": len(history.epoch),
+        "wall_seconds": seconds,
+    }
 
 
 def trial_rows(tuner, seed: int, name: str, metrics=(OBJECTIVE,)) -> list[dict]:

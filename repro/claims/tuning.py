@@ -6,44 +6,43 @@ layer, and the details of SGD: batch size, number of epochs, data augmentation. 
 learning rate is searched too: our addition, not the slide's.
 
 Experiment: the searches see the training split of MNIST-1D's standard set (3200 sequences
-of 40 values, 10 classes), whose first `validation_size` sequences are a fixed validation
-set that every trial is scored on. The test set is 20,000 more sequences from the same
-generator on another seed; it chooses nothing. One keras-tuner `HyperModel` holds the
-space: architecture, regularization and augmentation (GaussianNoise on the inputs, a Keras
-layer active only in training, its strength a hyperparameter) in `build`, batch size and
-epochs in `fit`. RandomSearch, Hyperband and BayesianOptimization search it, each on its
-own seed stream, every trial under the same EarlyStopping(monitor="val_loss", patience,
-restore_best_weights=True); a trial's score is the validation accuracy of the weights it
-keeps. How a search runs (resume, shards, distributed mode, trial tables) is
-repro/search.py.
+of 40 values, 10 classes); its first `validation_size` sequences are a fixed validation set
+that scores every trial. The test set, 20,000 more sequences from the same generator on
+another seed, chooses nothing. One keras-tuner `HyperModel` holds the space: architecture,
+regularization and augmentation (GaussianNoise on the inputs, a Keras layer active only in
+training, its strength a hyperparameter) in `build`, batch size and epochs in `fit`.
+RandomSearch, Hyperband and BayesianOptimization search it, each on its own seed stream,
+every trial under the same EarlyStopping(monitor="val_loss", patience,
+restore_best_weights=True) and scored by the validation accuracy of the weights it keeps.
+How a search runs (resume, shards, distributed mode, trial tables) is repro/search.py.
 
 The untuned baseline is what one writes without tuning: the space's defaults (one hidden
 layer of 64 ReLU units, no regularization or augmentation, Adam at Keras' 1e-3, batch size
 32), trained to convergence under the same early stopping (up to `baseline_max_epochs`).
 
 Design, decided before the full run:
-- MNIST-1D, not digits: a converged 1x64 MLP reaches about 0.97 on digits, leaving a gain
-  too small to tell from zero; on MNIST-1D it stays near 0.5 and width, depth,
-  regularization and noise all matter.
-- Budget: 6 trials per tuner of at most 20 epochs, patience 4. The Bayesian oracle's first
+- MNIST-1D, not digits: a converged 1x64 MLP reaches about 0.97 on digits, a gain too small
+  to tell from zero; on MNIST-1D it stays near 0.5, and width, depth, regularization and
+  noise all matter.
+- Budget: 6 trials per tuner of at most 20 epochs, patience 4; the Bayesian oracle's first
   2 trials are random, its other 4 guided. One Hyperband sweep (max_epochs 20, factor 5)
-  trains 124 epochs against 6 x 20 = 120. Building and tracing a trial's model costs
-  more CPU than training it; that is what bounds the budget within `make all`.
+  trains 124 epochs against 6 x 20 = 120. Building and tracing a trial's model costs more
+  CPU than training it; that bounds the budget within `make all`.
 - Rule: per seed, the model one would keep (best validation accuracy over all tuners, the
   earliest on a tie) against the baseline on the test set: the paired test-accuracy gain.
   Its mean over seeds, with the t-interval, must exceed 0.01, one point of accuracy.
-- 8 seeds: the first full run (5 seeds) had a per-seed spread of 0.026, which needs about
-  8 for an interval of +-0.02 around a gain near 0.04.
+- 8 seeds: the first full run (5 seeds) had a per-seed spread of 0.026, which needs about 8
+  for an interval of +-0.02 around a gain near 0.04.
 
 Changes, and why:
 - Earlier versions ran 3 epochs per trial against a 3-epoch baseline, a gain bought by the
   starved budget, and counted seeds won instead of an interval.
-- The test set was the standard set's 800 test sequences. Seeds 0-7 gave +0.036 [+0.011,
-  +0.062], REPRODUCED; seeds 1000-1007 +0.035 [+0.004, +0.066], INCONCLUSIVE. About 0.02
-  of the per-seed spread (0.026 to 0.037) was the test set's own sampling noise: a paired
-  difference of two models scored on 800 sequences. The test set is now 20,000 generated
-  sequences (about 0.35 points of noise), as in dropout-regularizes; searches, rule,
-  threshold and seeds are unchanged.
+- The test set was the standard set's 800 test sequences: seeds 0-7 gave +0.036 [+0.011,
+  +0.062], REPRODUCED; seeds 1000-1007 +0.035 [+0.004, +0.066], INCONCLUSIVE. About 0.02 of
+  the per-seed spread (0.026 to 0.037) was that test set's sampling noise (a paired
+  difference of two models on 800 sequences), so it is now 20,000 generated sequences
+  (about 0.35 points of noise), as in dropout-regularizes; searches, rule, threshold and
+  seeds are unchanged.
 
 Outcome (full profile, seeds 0-7): REPRODUCED, gain +0.041, 95% CI [+0.019, +0.062], 8 of
 8 seeds positive (tuned 0.582 against untuned 0.541); Hyperband found the kept model in 5
@@ -55,7 +54,6 @@ set, and 8 seeds keep the interval's lower end above 0.01 on both seed sets.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from repro import search
+from repro.data import mnist1d
 from repro.figures import figure
 from repro.harness import (
     Rule,
@@ -86,7 +85,8 @@ STATEMENT = (
 )
 
 TUNERS = ("random", "hyperband", "bayesian")
-OBJECTIVE = search.OBJECTIVE
+TUNER_COLORS = {"random": "tab:blue", "hyperband": "tab:orange", "bayesian": "tab:green"}
+OBJECTIVE, METRICS = search.OBJECTIVE, search.METRICS
 UNTUNED_UNITS = 64
 UNTUNED_LEARNING_RATE = 1e-3  # Adam's default in Keras
 UNTUNED_BATCH_SIZE = 32  # model.fit's default in Keras
@@ -118,30 +118,27 @@ class Config:
     test_examples: int = 20000  # generated apart; about 0.35 points of sampling noise
 
     def __post_init__(self):
-        if not self.tuners or set(self.tuners) - set(TUNERS):
-            raise ValueError(f"tuners must be a non-empty subset of {', '.join(TUNERS)}")
-        if self.trials < 1:
-            raise ValueError("the trial budget must be at least 1 trial")
-        if not 1 <= self.min_units <= self.max_units:
-            raise ValueError(f"empty units range: {self.min_units} to {self.max_units}")
-        if not 0 <= self.max_dropout_rate < 1:
-            raise ValueError(f"max_dropout_rate must be in [0, 1), got {self.max_dropout_rate}")
-        if min(self.regularization_strengths, default=-1) < 0:
-            raise ValueError("regularization_strengths must be a non-empty list of values >= 0")
-        if not 0 < self.min_learning_rate <= self.max_learning_rate:
-            raise ValueError("empty learning-rate range")
-        if min(self.batch_sizes, default=0) < 1:
-            raise ValueError("batch_sizes must be a non-empty list of positive sizes")
-        if not 1 <= self.min_epochs <= self.max_epochs:
-            raise ValueError(f"empty epochs range: {self.min_epochs} to {self.max_epochs}")
-        if min(self.max_hidden_layers, self.hyperband_factor - 1, self.patience) < 1:
-            raise ValueError("max_hidden_layers and patience >= 1, hyperband_factor >= 2")
-        if not 1 <= self.bayesian_initial_points <= self.trials:
-            raise ValueError("bayesian_initial_points must be between 1 and the trial budget")
-        if not 10 <= self.validation_size < 0.8 * self.num_samples - 10:
-            raise ValueError("validation_size must leave at least 10 training sequences")
-        if self.test_examples < 1:
-            raise ValueError("test_examples must be positive")
+        c, strengths = self, self.regularization_strengths
+        for refused, message in [
+            (not c.tuners or set(c.tuners) - set(TUNERS), f"tuners must be some of {TUNERS}"),
+            (c.trials < 1, "the trial budget must be at least 1 trial"),
+            (not 1 <= c.min_units <= c.max_units, "empty units range (min_units, max_units)"),
+            (not 0 <= c.max_dropout_rate < 1, "max_dropout_rate must be in [0, 1)"),
+            (min(strengths, default=-1) < 0, "regularization_strengths: one or more values >= 0"),
+            (not 0 < c.min_learning_rate <= c.max_learning_rate, "empty learning-rate range"),
+            (min(c.batch_sizes, default=0) < 1, "batch_sizes: one or more sizes >= 1"),
+            (not 1 <= c.min_epochs <= c.max_epochs, "empty epochs range (min_epochs, max_epochs)"),
+            (c.max_hidden_layers < 1, "max_hidden_layers must be at least 1"),
+            (c.patience < 1, "patience must be at least 1"),
+            (c.hyperband_factor < 2, "hyperband_factor must be at least 2"),
+            (c.bayesian_initial_points < 1, "bayesian_initial_points must be at least 1"),
+            (c.bayesian_initial_points > c.trials, "bayesian_initial_points exceeds trials"),
+            (c.validation_size < 10, "validation_size must be at least 10"),
+            (c.validation_size >= 0.8 * c.num_samples - 10, "fewer than 10 training sequences"),
+            (c.test_examples < 1, "test_examples must be positive"),
+        ]:
+            if refused:
+                raise ValueError(message)
 
 
 PROFILES = {
@@ -162,37 +159,13 @@ PROFILES = {
 SEEDS = {"quick": (0,), "full": tuple(range(8))}  # 8: see the docstring
 LAYER_COLUMNS = ("units", "dropout", "l1", "l2")
 SGD_COLUMNS = ("input_noise", "learning_rate", "batch_size", "epochs")
-METRICS = (OBJECTIVE, "epochs_run", "wall_seconds")
+TRIAL_COLUMNS = ("seed", "tuner", "trial", "trial_id", "status", "hidden_layers")
 TABLES = {
-    "trials.csv": (
-        *("seed", "tuner", "trial", "trial_id", "status", "hidden_layers"),
-        *(f"{name}_1" for name in LAYER_COLUMNS),
-        *SGD_COLUMNS,
-        *METRICS[:2],
-    ),
+    "trials.csv": (*TRIAL_COLUMNS, *(f"{n}_1" for n in LAYER_COLUMNS), *SGD_COLUMNS, *METRICS[:2]),
     "test_accuracy.csv": ("seed", "model", "trial_id", "val_accuracy", "test_accuracy"),
 }
 EXTRA_FILES = ("trial_times.csv",)
 FIGURES = ("best_so_far.png", "val_accuracy_vs_space.png", "test_accuracy.png")
-
-
-def split_data(config: Config):
-    """MNIST-1D's standard training split as (train, validation) for the searches."""
-    from repro.data import mnist1d
-
-    x, y, _, _ = mnist1d(num_samples=config.num_samples)
-    n = config.validation_size
-    return (x[n:], y[n:]), (x[:n], y[:n])
-
-
-def test_data(config: Config):
-    """Test sequences from the same generator on its own seed: the searches never see them."""
-    from repro.data import mnist1d
-
-    return mnist1d(num_samples=config.test_examples, train_split=0.0, seed=TEST_DATA_SEED)[2:]
-
-
-# ----------------------------------------------------------------- the search space
 
 
 def hypermodel(config: Config, search_seed: int, tune_epochs: bool = True):
@@ -200,37 +173,34 @@ def hypermodel(config: Config, search_seed: int, tune_epochs: bool = True):
     import keras
     import keras_tuner
 
-    from repro.models import EPOCH_PER_CALL, accuracy, batches
+    from repro.models import EPOCH_PER_CALL
+
+    c = config
+    # Both on a log scale; each choice of units doubles the last.
+    unit_range = dict(min_value=c.min_units, max_value=c.max_units, step=2, sampling="log")
+    rate_range = dict(min_value=c.min_learning_rate, max_value=c.max_learning_rate, sampling="log")
+    default_units = min(max(UNTUNED_UNITS, c.min_units), c.max_units)
 
     class LectureHyperModel(keras_tuner.HyperModel):
         def declare_hyperparameters(self, hp):
             # Declared up front so that the first trial samples them too; `fit` reads them.
-            hp.Choice("batch_size", list(config.batch_sizes), default=UNTUNED_BATCH_SIZE)
+            hp.Choice("batch_size", list(c.batch_sizes), default=UNTUNED_BATCH_SIZE)
             if tune_epochs:
-                hp.Int("epochs", config.min_epochs, config.max_epochs, default=config.max_epochs)
+                hp.Int("epochs", c.min_epochs, c.max_epochs, default=c.max_epochs)
 
         def build(self, hp):
-            c = config
             seed_everything(search.trial_seed(search_seed, hp.values))
             noise = hp.Float("input_noise", 0.0, c.max_input_noise, default=0.0)
             model = keras.Sequential([keras.Input((40,))], name="lecture_mlp")
             if noise > 0:  # augmentation: fresh noise on every training batch, none at test
                 model.add(keras.layers.GaussianNoise(noise))
-            hidden_layers = hp.Choice("hidden_layers", list(range(1, c.max_hidden_layers + 1)))
+            layers = list(range(1, c.max_hidden_layers + 1))
+            hidden_layers = hp.Choice("hidden_layers", layers)
             strengths = sorted(c.regularization_strengths)
-            for layer in range(1, c.max_hidden_layers + 1):
+            for layer in layers:
                 # A layer's settings exist only in configurations that have that layer.
-                with hp.conditional_scope(
-                    "hidden_layers", list(range(layer, 1 + c.max_hidden_layers))
-                ):
-                    units = hp.Int(
-                        f"units_{layer}",
-                        c.min_units,
-                        c.max_units,
-                        step=2,
-                        sampling="log",
-                        default=min(max(UNTUNED_UNITS, c.min_units), c.max_units),
-                    )
+                with hp.conditional_scope("hidden_layers", layers[layer - 1 :]):
+                    units = hp.Int(f"units_{layer}", **unit_range, default=default_units)
                     dropout_rate = hp.Float(f"dropout_{layer}", 0.0, c.max_dropout_rate)
                     l1 = hp.Choice(f"l1_{layer}", strengths)
                     l2 = hp.Choice(f"l2_{layer}", strengths)
@@ -240,13 +210,7 @@ def hypermodel(config: Config, search_seed: int, tune_epochs: bool = True):
                     if dropout_rate > 0:
                         model.add(keras.layers.Dropout(dropout_rate))
             model.add(keras.layers.Dense(10))
-            learning_rate = hp.Float(
-                "learning_rate",
-                c.min_learning_rate,
-                c.max_learning_rate,
-                sampling="log",
-                default=UNTUNED_LEARNING_RATE,
-            )
+            learning_rate = hp.Float("learning_rate", **rate_range, default=UNTUNED_LEARNING_RATE)
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -255,26 +219,11 @@ def hypermodel(config: Config, search_seed: int, tune_epochs: bool = True):
             model.optimizer.build(model.trainable_variables)
             return model
 
-        def fit(self, hp, model, x, y, validation_data, epochs=None, callbacks=(), **kwargs):
+        def fit(self, hp, model, epochs=None, **kwargs):
             # Hyperband passes its own `epochs` (and `initial_epoch`): that is its resource.
-            if tune_epochs:
-                epochs = hp.get("epochs")
-            data_seed = search.trial_seed(search_seed, hp.values) + 1
-            seed_everything(data_seed)
-            started = time.perf_counter()
-            history = model.fit(
-                batches(x, y, hp.get("batch_size"), shuffle_seed=data_seed),
-                epochs=epochs,
-                callbacks=[search.validation_scores(*validation_data), *callbacks],
-                **kwargs,
-            )
-            seconds = time.perf_counter() - started
-            search.log_fit(hp.values, seconds)
-            return {  # scored with the weights early stopping restored
-                OBJECTIVE: accuracy(model, *validation_data),
-                "epochs_run": len(history.epoch),
-                "wall_seconds": seconds,
-            }
+            epochs = hp.get("epochs") if tune_epochs else epochs
+            batch_size = hp.get("batch_size")
+            return search.fit_trial(model, hp.values, search_seed, batch_size, epochs, **kwargs)
 
     return LectureHyperModel(name="lecture_mlp")
 
@@ -283,17 +232,12 @@ def search_kwargs(config: Config) -> dict:
     """What every fit gets: the training data, the validation set, the early stopping."""
     import keras
 
-    (x, y), validation = split_data(config)
-    early_stopping = keras.callbacks.EarlyStopping(
+    x, y, _, _ = mnist1d(num_samples=config.num_samples)  # the standard set's training split
+    n = config.validation_size
+    stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
     )
-    return {
-        "x": x,
-        "y": y,
-        "validation_data": validation,
-        "callbacks": [early_stopping],
-        "verbose": 0,
-    }
+    return dict(x=x[n:], y=y[n:], validation_data=(x[:n], y[:n]), callbacks=[stop], verbose=0)
 
 
 def tuner(name: str, config: Config, seed: int):
@@ -314,35 +258,32 @@ def train_baseline(config: Config, seed: int, kwargs: dict):
     return model, space.fit(hp, model, epochs=config.baseline_max_epochs, **kwargs)
 
 
-# ------------------------------------------------------------------------ the claim
-
-
 def run(config: Config, seeds, out_dir):
     if "KERASTUNER_ORACLE_IP" in os.environ:
         raise UsageError("KERASTUNER_ORACLE_IP is set: unset KERASTUNER_* to collect results")
     from repro.models import accuracy
 
-    kwargs, test = search_kwargs(config), test_data(config)
+    kwargs = search_kwargs(config)
+    # From the same generator on its own seed: the searches never see these sequences.
+    test = mnist1d(num_samples=config.test_examples, train_split=0.0, seed=TEST_DATA_SEED)[2:]
     trials, scores = [], []
     for seed in progress(seeds, CLAIM_ID):
         model, baseline = train_baseline(config, seed, kwargs)
-        scores.append({"seed": seed, "model": "baseline", "trial_id": ""} | baseline)
-        scores[-1]["test_accuracy"] = accuracy(model, *test)
+        scores.append((seed, "baseline", "", baseline[OBJECTIVE], accuracy(model, *test)))
         for name in config.tuners:
             searched = tuner(name, config, seed)
             search.run_search(searched, kwargs, f"seed {seed}, {name}")  # resumes if begun
             trials += search.trial_rows(searched, seed, name, METRICS)
             best = search.best_trial(searched)
-            scores.append({"seed": seed, "model": name, "trial_id": f"trial_{best.trial_id}"})
-            scores[-1][OBJECTIVE] = best.score
             # The checkpoint holds the weights the trial was scored with (search.py).
-            scores[-1]["test_accuracy"] = accuracy(searched.load_model(best), *test)
+            test_accuracy = accuracy(searched.load_model(best), *test)
+            scores.append((seed, name, f"trial_{best.trial_id}", best.score, test_accuracy))
     per_layer = [f"{n}_{i}" for i in range(1, config.max_hidden_layers + 1) for n in LAYER_COLUMNS]
-    columns = [*TABLES["trials.csv"][:6], *per_layer, *SGD_COLUMNS, "initial_epoch"]
+    columns = [*TRIAL_COLUMNS, *per_layer, *SGD_COLUMNS, "initial_epoch"]
     table = pd.DataFrame(trials).reindex(columns=[*columns, "parent_trial_id", *METRICS])
     write_csv(table.drop(columns="wall_seconds"), out_dir / "trials.csv")
     write_csv(table[["seed", "tuner", "trial_id", "wall_seconds"]], out_dir / "trial_times.csv")
-    scores = pd.DataFrame(scores).reindex(columns=TABLES["test_accuracy.csv"])
+    scores = pd.DataFrame(scores, columns=list(TABLES["test_accuracy.csv"]))
     write_csv(scores, out_dir / "test_accuracy.csv")
 
 
@@ -363,31 +304,14 @@ def verdict(out_dir) -> Verdict:
         f"tuned beats untuned on {seed_agreement(gain > 0)}; test accuracy tuned "
         f"{kept['test_accuracy'].mean():.3f} vs untuned {kept['baseline_test_accuracy'].mean():.3f}"
     )
-    return Verdict(
-        CLAIM_ID,
-        (
-            Rule.over_seeds(
-                "held-out accuracy gain of the kept tuned model over the converged untuned one",
-                gain,
-                ">",
-                MIN_GAIN,
-                note,
-            ),
-        ),
-    )
-
-
-# --------------------------------------------------------------------------- figures
-
-TUNER_COLORS = {"random": "tab:blue", "hyperband": "tab:orange", "bayesian": "tab:green"}
+    name = "held-out accuracy gain of the kept tuned model over the converged untuned one"
+    return Verdict(CLAIM_ID, (Rule.over_seeds(name, gain, ">", MIN_GAIN, note),))
 
 
 def plot(out_dir):
     trials = read_csv(out_dir / "trials.csv")
     scores = read_csv(out_dir / "test_accuracy.csv")
-    baseline = scores[scores["model"] == "baseline"]
-
-    untuned = baseline[OBJECTIVE].mean()
+    untuned = scores[scores["model"] == "baseline"][OBJECTIVE].mean()
     search.best_so_far_figure(trials, TUNER_COLORS, untuned, out_dir / "best_so_far.png")
 
     def columns(*prefixes):
@@ -406,8 +330,7 @@ def plot(out_dir):
     path = out_dir / "val_accuracy_vs_space.png"
     search.score_against_space_figure(trials, panels, TUNER_COLORS, untuned, path)
 
-    kept = kept_models(scores)
-    mean, low, high = mean_interval(kept["gain"])
+    mean, low, high = mean_interval(kept_models(scores)["gain"])
     fig, (ax,) = figure("tuning: held-out test accuracy, tuned against untuned", 1, 6.4, 4.2)
     models = ["baseline", *[m for m in TUNER_COLORS if m in set(scores["model"])]]
     for i, model in enumerate(models):
@@ -417,9 +340,6 @@ def plot(out_dir):
         ax.hlines(values.mean(), i - 0.3, i + 0.3, color=color, lw=2)
     ax.set_xticks(range(len(models)), ["untuned" if m == "baseline" else m for m in models])
     ax.set(ylabel="test accuracy (dots: seeds, bar: mean)")
-    ax.set_title(
-        f"kept model (best validation) minus untuned: {mean:+.3f}, "
-        f"95% CI [{low:+.3f}, {high:+.3f}]",
-        fontsize=9,
-    )
+    interval = f"{mean:+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]"
+    ax.set_title(f"kept model (best validation) minus untuned: {interval}", fontsize=9)
     save_figure(fig, out_dir / "test_accuracy.png")
