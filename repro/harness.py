@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import json
 import operator
@@ -39,9 +40,7 @@ class UsageError(ValueError):
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and Keras, make TensorFlow's ops deterministic, one thread each."""
-    import keras
-    import tensorflow as tf
-
+    keras, tf = _tensorflow()
     keras.utils.set_random_seed(seed)  # seeds random, numpy and the backend
     random.seed(seed)
     np.random.seed(seed)
@@ -50,6 +49,17 @@ def seed_everything(seed: int) -> None:
     with contextlib.suppress(RuntimeError):  # raises once the runtime is up; already set then
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+@functools.cache
+def _tensorflow():
+    """Keras and TensorFlow, imported when an experiment first seeds them, not before: a
+    claim that never uses them spares the seconds of importing them."""
+    import keras
+    import tensorflow as tf
+
+    freeze_imported_objects()
+    return keras, tf
 
 
 def progress(iterable, desc: str, **kwargs):
@@ -352,14 +362,13 @@ def _git_commit() -> str:
 
 
 def freeze_imported_objects() -> None:
-    """Exempt what TensorFlow and Keras create at import time from garbage collection.
+    """Exempt what the process has imported so far (above all TensorFlow and Keras, which
+    `seed_everything` imports) from garbage collection.
 
     Keras' clear_session and keras-tuner call gc.collect() for every model they discard,
     and each full collection would otherwise walk the ~400,000 objects of the imported
     libraries again (0.3 s a call); the experiment's own objects are still collected.
     """
-    import keras  # noqa: F401  (imports TensorFlow)
-
     gc.collect()
     gc.freeze()
 

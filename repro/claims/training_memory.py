@@ -37,7 +37,11 @@ Determinism, checked by running the same cells twice in fresh processes: the opt
 states are byte-identical; the step peaks are not quite (a cell moved by up to 3% at
 batch 2048, e.g. a training peak of 2,918,400 against 2,894,336 bytes), with one thread,
 one ordering of the Python code and garbage collection done before each step; the source
-is inside TensorFlow's runtime and was not found. The rules below sit far from that noise.
+is inside TensorFlow's runtime and was not found. Within one process the training step's
+peak changes from call to call by up to 10% on the same inputs, and neither a fixed hash
+seed, address-space randomization off, inter-op work in the caller's thread nor oneDNN off
+stops it (the prediction step repeats exactly within a process). The smallest of a few
+repeats takes the lower end of that spread, and the rules below sit far from it.
 
 What is counted. The backward pass must keep, per hidden layer, its ReLU output (batch x
 width float32 numbers), which is also the next layer's input, and the softmax of the
@@ -91,7 +95,6 @@ import pandas as pd
 from repro.harness import (
     Rule,
     Verdict,
-    freeze_imported_objects,
     progress,
     read_csv,
     save_figure,
@@ -224,8 +227,9 @@ def measure_cell(depth: int, batch_size: int, config: Config, seeds) -> list[dic
 
     if os.environ.get(ALLOCATOR_SETTING[0]) != ALLOCATOR_SETTING[1]:
         raise RuntimeError(f"{ALLOCATOR_SETTING[0]}=true must be set before TensorFlow starts")
-    seed_everything(seeds[0])  # before TensorFlow starts: one thread, so one order of allocations
-    freeze_imported_objects()  # so that the gc.collect() before each measurement is quick
+    # Before TensorFlow starts: one thread, so one order of allocations. Seeding also
+    # exempts the imported libraries from gc, so the gc.collect() before each step is quick.
+    seed_everything(seeds[0])
 
     def network():
         return mlp(config.input_dim, config.classes, hidden=(config.width,) * depth)
