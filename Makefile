@@ -18,8 +18,8 @@ SEED_OFFSET ?= 0
 CLAIM_MODULES := $(filter-out _%,$(basename $(notdir $(wildcard repro/claims/*.py))))
 # The longest claims come first, so that `make -j` starts them first and packs the rest
 # around them.
-LONGEST := tuning dropout-regularizes mc-dropout initialization training-memory \
-  label-noise-order early-stopping
+LONGEST := tuning initialization dropout-regularizes label-noise-order mc-dropout \
+  deep-sigmoid-vs-relu training-memory early-stopping
 ALL_CLAIMS := $(subst _,-,$(CLAIM_MODULES))
 CLAIMS := $(foreach c,$(LONGEST),$(filter $(c),$(ALL_CLAIMS))) \
           $(filter-out $(LONGEST),$(ALL_CLAIMS))
