@@ -16,9 +16,11 @@ PROFILE ?= full
 SEED_OFFSET ?= 0
 
 CLAIM_MODULES := $(filter-out _%,$(basename $(notdir $(wildcard repro/claims/*.py))))
-# The longest claims come first, so that `make -j` starts them first and packs the rest
-# around them.
-LONGEST := tuning initialization dropout-regularizes label-noise-order mc-dropout \
+# The longest work comes first, so that `make -j` starts it first and packs the rest around
+# it: the tuning searches (see the end), then the longest claims. The tuning claim comes
+# third: make visits a target once and, if what it needs is still running, only again at
+# the end, so listed first the claim waited for its searches and ran last, alone.
+LONGEST := initialization dropout-regularizes tuning label-noise-order mc-dropout \
   deep-sigmoid-vs-relu training-memory early-stopping
 ALL_CLAIMS := $(subst _,-,$(CLAIM_MODULES))
 CLAIMS := $(foreach c,$(LONGEST),$(filter $(c),$(ALL_CLAIMS))) \
@@ -48,10 +50,11 @@ venv: $(BIN)/.installed ## create or refresh .venv from pyproject.toml
 
 all: $(RESULTS)/MANIFEST.sha256 ## regenerate every result with the full profile, then the report
 
-$(RESULTS)/MANIFEST.sha256: $(VERDICTS) repro/report.py repro/check.py | $(BIN)/.installed
+.SECONDEXPANSION:
+$(RESULTS)/MANIFEST.sha256: $$(TUNING_STAMPS) $(VERDICTS) repro/report.py repro/check.py \
+		| $(BIN)/.installed
 	$(REPRO) report --out $(RESULTS) $(README_FLAG)
 
-.SECONDEXPANSION:
 $(RESULTS)/%/verdict.json: repro/claims/$$(subst -,_,$$*).py $(CLAIM_DEPS) $(BIN)/.installed
 	$(REPRO) run $* --profile $(PROFILE) --seed-offset $(SEED_OFFSET) --out $(RESULTS)
 

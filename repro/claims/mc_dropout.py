@@ -51,18 +51,19 @@ deviation of 0.012 and 0.013 on the two 20-seed sets, so 12 seeds give a half-wi
 about 0.008 against a mean of -0.019 or -0.028. On the first 12 seeds of those runs every
 rule kept its outcome.
 
-Outcome (full profile, seeds 0-19): NOT REPRODUCED. Disagreement across masks does flag
-errors (mutual information AUROC 0.957, interval 0.950 to 0.964) and unfamiliar inputs
-(held-out classes 0.959, permuted pixels 0.972), but it flags errors worse than the
-entropy of the same network's softmax with dropout off (difference -0.019, interval
--0.024 to -0.013; 19 of 20 seeds below 0). The variation ratio roughly ties the control
-(mean difference +0.001). Seeds 1000-1019 give the same verdict: error AUROC 0.955
-(0.950 to 0.961), difference from the control -0.028 (-0.034 to -0.022; 20 of 20 seeds
-below 0), held-out classes 0.962, permuted pixels 0.958. On this task, what the masks say
-about errors is already in the deterministic softmax; on unfamiliar inputs they say a
-little more than it. The full profile takes about 87 s of one core (83 s user, 5 s
-system, measured on a loaded machine; 123 s, 45 s of it system time, before repro set
-TensorFlow's BFC allocator for the CPU, which reuses freed memory).
+Outcome (full profile, seeds 0-11): NOT REPRODUCED. Disagreement across masks does flag
+errors (mutual information AUROC 0.958, interval 0.949 to 0.967) and unfamiliar inputs
+(held-out classes 0.953, permuted pixels 0.969), but it flags errors worse than the
+entropy of the same network's softmax with dropout off (difference -0.017, interval
+-0.025 to -0.009; 11 of 12 seeds below 0). The variation ratio roughly ties the control
+(mean difference +0.003). Seeds 1000-1011 give the same verdict: error AUROC 0.955
+(0.947 to 0.963), difference from the control -0.029 (-0.038 to -0.020; 12 of 12 seeds
+below 0), held-out classes 0.963, permuted pixels 0.951. (The 20-seed runs before the
+change: -0.019 (-0.024 to -0.013) and -0.028 (-0.034 to -0.022).) On this task, what the
+masks say about errors is already in the deterministic softmax; on unfamiliar inputs they
+say a little more than it. The full profile takes about 67 s in `make all` (two jobs at
+once); 20 seeds took 87 s of one core, 123 s before repro set TensorFlow's BFC allocator
+for the CPU, which reuses freed memory (45 s of system time went to mapping memory).
 
 History: the first design trained on MNIST-1D classes 0-7 (about 59% accurate), scored the
 entropy of the mean softmax (which a deterministic network has too) and had no
