@@ -51,8 +51,11 @@ from repro.harness import (
     UsageError,
     atomic_path,
     choose_seeds,
+    mean_interval,
     override,
     progress,
+    run_claim,
+    save_figure,
     seed_everything,
 )
 
@@ -425,7 +428,6 @@ def best_trial(tuner):
 def best_so_far_figure(trials, colors: dict, untuned: float, path: Path) -> None:
     """Each tuner's best score so far against its trials: mean and 95% CI over seeds."""
     from repro.figures import figure
-    from repro.harness import mean_interval, save_figure
 
     title = "tuning: best validation accuracy so far (mean, 95% CI over seeds)"
     fig, (ax,) = figure(title, width=6.4, height=4.2)
@@ -448,7 +450,6 @@ def score_against_space_figure(trials, panels, colors: dict, untuned: float, pat
     from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
     from repro.figures import plt
-    from repro.harness import save_figure
 
     completed = trials[trials["status"] == "COMPLETED"]
     rows = -(-len(panels) // 4)
@@ -560,8 +561,6 @@ def distributed_role(claim, config, seeds, workers: int) -> None:
 
 def launch_on_loopback(claim, args, config, seeds) -> int:
     """Start a chief and `workers` workers on 127.0.0.1, wait, then write the outputs."""
-    from repro.harness import run_claim
-
     ip, base_port = "127.0.0.1", args.port
     ports = range(base_port, base_port + len(searches(config, seeds)))
     busy = [port for port in ports if not port_is_free(ip, port)]
@@ -630,7 +629,6 @@ def tune(args) -> int:
     """`repro tune`: all searches then the claim's results, a shard of the searches, or the
     distributed mode (a chief and workers on loopback, then the results)."""
     from repro.claims import tuning as claim
-    from repro.harness import freeze_imported_objects, run_claim
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -641,7 +639,6 @@ def tune(args) -> int:
     seeds = choose_seeds(claim.SEEDS[args.profile], args.seeds, args.seed_offset)
     if args.distributed:
         return launch_on_loopback(claim, args, config, seeds)
-    freeze_imported_objects()
     if args.role:
         distributed_role(claim, config, seeds, args.workers)
     elif shard:
