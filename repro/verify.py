@@ -7,8 +7,6 @@ Which comparison is fair depends on where the new results were made:
   training amplifies such differences until curves differ by percents. What must agree
   there is what the results claim: every verdict, and each rule's key statistic inside
   the committed 95% interval (exact rules: the same outcome).
-A claim that measures the machine itself declares VERIFY_RTOL = None: on the same machine
-its tables are shown but not held to bytes; its verdict must still match.
 """
 
 from __future__ import annotations
@@ -98,9 +96,6 @@ def compare(new: Path, old: Path, verdicts_only: bool = False):
         for name in claim.TABLES:
             a, b = new / claim.CLAIM_ID / name, old / claim.CLAIM_ID / name
             identical = a.exists() and b.exists() and a.read_bytes() == b.read_bytes()
-            if getattr(claim, "VERIFY_RTOL", 0) is None and not identical:
-                rows.append((claim.CLAIM_ID, name, "measured (not compared)", ""))
-                continue
             rows.append((claim.CLAIM_ID, name, "identical" if identical else "DIFFERENT", ""))
             ok &= identical
     return rows, ok, SAME_MACHINE if bytewise else OTHER_MACHINE
