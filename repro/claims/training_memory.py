@@ -47,8 +47,8 @@ executes in program order and the tape keeps what the backward pass needs: its p
 the same in every process, for every seed and call. The compiled prediction step has
 no independent branches that hold memory, and its requested peak was the same
 everywhere. The byte counts depend on shapes, never on the values of weights or data,
-so every seed gives the same row: the seeds are kept to show that, and the intervals
-below have zero width.
+so every seed gives the same row: the seeds are kept to show that, and every rule below
+is exact (it takes the worst seed).
 
 What is counted. The backward pass must keep, per hidden layer, its ReLU output (batch x
 width float32 numbers), which is also the next layer's input, and the softmax of the
