@@ -412,7 +412,8 @@ def verdict(out_dir) -> Verdict:
     predict_growth = layers["predict_bytes_per_layer"] / layers["counted_bytes_per_layer"]
     moments = moment_errors(measurements)
     cell_ratio = measurements["extra_bytes"] / measurements["counted_bytes"]
-    seeds = f"{measurements['seed'].nunique()} seeds"
+    n_seeds = measurements["seed"].nunique()
+    seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
     exact = "exact: bytes requested, the same for every seed"
     return Verdict(
         CLAIM_ID,
