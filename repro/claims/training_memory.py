@@ -210,15 +210,17 @@ def requested_bytes(step) -> tuple[int, int]:
 
     gc.collect()
     gc.disable()
-    with tempfile.TemporaryDirectory() as log_dir:
-        tf.profiler.experimental.start(log_dir)
-        try:
-            step()
-        finally:
-            tf.profiler.experimental.stop()
-            gc.enable()
-        (trace,) = Path(log_dir).glob("plugins/profile/*/*.xplane.pb")
-        space = xplane_pb2.XSpace.FromString(trace.read_bytes())
+    try:
+        with tempfile.TemporaryDirectory() as log_dir:
+            tf.profiler.experimental.start(log_dir)
+            try:
+                step()
+            finally:
+                tf.profiler.experimental.stop()
+            (trace,) = Path(log_dir).glob("plugins/profile/*/*.xplane.pb")
+            space = xplane_pb2.XSpace.FromString(trace.read_bytes())
+    finally:
+        gc.enable()  # also when the profiler or the step fails
     kinds = {"MemoryAllocation": 1, "MemoryDeallocation": -1}
     changes = []  # (picoseconds, bytes requested: + allocated, - freed)
     for plane in space.planes:
