@@ -17,6 +17,9 @@ says how a search runs. It works on any claim module that provides `Config`, `PR
   finished trials are not rerun, the interrupted one is rerun from scratch. The stock
   Bayesian oracle restarts its random generator on reload, so here it is reseeded from the
   number of trials so far and a resumed search proposes what an uninterrupted one would.
+- Speed: the Bayesian oracle proposes by keras-tuner's method, but differentiates its
+  acquisition with one batched call of the Gaussian process instead of scipy's one point
+  at a time (a tenth of the time; the proposals agree to about 1e-4).
 - Ties: the best trial is the one with the highest score, the earliest on a tie, because
   keras-tuner's own ranking keeps ties in load order, which differs after a resume.
 - Distributed mode: keras-tuner's chief oracle and workers, switched on by
@@ -102,8 +105,8 @@ def quick_predict_gpr_class():
         """scikit-learn's Gaussian process whose fitted predict(x, return_std=True) skips
         scikit-learn's input checks, and otherwise does the same arithmetic (tested equal).
 
-        keras-tuner's Bayesian oracle calls it on one point at a time, about 24,000 times
-        per proposal, and the checks took 85% of each call.
+        The Bayesian oracle below calls it a few thousand times per proposal, and the
+        checks took 85% of each call.
         """
 
         def predict(self, X, return_std=False, return_cov=False):
@@ -120,14 +123,50 @@ def quick_predict_gpr_class():
 
 def bayesian_oracle_class():
     import keras_tuner
+    from keras_tuner.src.engine.trial import TrialStatus
+    from scipy.optimize import minimize
 
     class ResumableBayesianOracle(keras_tuner.oracles.BayesianOptimizationOracle):
-        """keras-tuner's Bayesian oracle with its restart points seeded by the trial count,
-        and its Gaussian process predicting without input checks."""
+        """keras-tuner's Bayesian oracle, proposing by the same method, resumably and with
+        the bound's gradient computed in one call of the Gaussian process.
+
+        The method (keras-tuner's): fit the Gaussian process to the trials so far, then
+        minimize its lower confidence bound on the sign-flipped score, mean - beta x std,
+        by L-BFGS-B from 50 starting points drawn uniformly in the unit cube; the lowest
+        end point is the proposal. keras-tuner hands scipy the bound alone, which scipy
+        differentiates by forward differences one shifted point at a time: about 45,000
+        single-point predictions and 4 s per proposal. Here the point and its shifted
+        copies, with scipy's step sizes, go through the process as one batch (0.3 s).
+        """
 
         def populate_space(self, trial_id):
+            # The stock oracle restarts its generator on reload; seeded by the trial count,
+            # a resumed search draws the starting points an uninterrupted one would.
             self._random_state = np.random.RandomState(self.seed + len(self.trials))
-            return super().populate_space(trial_id)
+            completed = [t for t in self.trials.values() if t.status == TrialStatus.COMPLETED]
+            initial = self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)
+            if len(completed) < initial:
+                return self._random_populate_space()
+            x, y = (np.nan_to_num(a, posinf=0, neginf=0) for a in self._vectorize_trials())
+            self.gpr.fit(x, y)
+            bounds = self._get_hp_bounds().astype(float)
+            starts = self._random_state.uniform(bounds[:, 0], bounds[:, 1], (50, len(bounds)))
+            ends = [
+                minimize(self.bound_and_gradient, start, jac=True, bounds=bounds, method="L-BFGS-B")
+                for start in starts
+            ]
+            best = min(ends, key=lambda end: end.fun)  # the first on a tie, as keras-tuner's
+            return {"status": TrialStatus.RUNNING, "values": self._vector_to_values(best.x)}
+
+        def bound_and_gradient(self, x):
+            """mean - beta x std at x, and its forward-difference gradient (scipy's steps,
+            taken backwards where a forward step would leave the unit cube)."""
+            step = np.sqrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(x))
+            step = np.where(x + step > 1.0, -step, step)
+            step = (x + step) - x  # the step as represented in floating point
+            mean, std = self.gpr.predict(np.vstack([x, x + np.diag(step)]), return_std=True)
+            bound = mean - self.beta * std
+            return bound[0], (bound[1:] - bound[0]) / step
 
         def _make_gpr(self):
             stock = super()._make_gpr()

@@ -189,6 +189,48 @@ def test_the_bayesian_oracle_predicts_exactly_as_scikit_learn_does():
         assert_same_predictions(query)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # few trials
+def test_the_bayesian_oracle_proposes_what_keras_tuners_own_method_proposes(tmp_path):
+    import keras_tuner
+    import numpy as np
+    from scipy.optimize._numdiff import approx_derivative  # what minimize uses without jac
+
+    hp = keras_tuner.HyperParameters()
+    for name in "abc":
+        hp.Float(name, 0.0, 1.0)
+    oracle = tuning.search.bayesian_oracle_class()(
+        objective=keras_tuner.Objective("score", "max"),
+        max_trials=10,
+        num_initial_points=3,
+        hyperparameters=hp,
+        seed=3,
+    )
+    oracle._set_project_dir(tmp_path, "bayesian")
+    for _ in range(5):  # 3 random trials, then 2 proposals
+        trial = oracle.create_trial("tuner0")
+        values = trial.hyperparameters.values
+        score = -((values["a"] - 0.3) ** 2) - (values["b"] - 0.7) ** 2 + 0.1 * values["c"]
+        oracle.update_trial(trial.trial_id, {"score": score})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+
+    # The gradient is scipy's forward difference, the points sent in one batch.
+    x = np.array([0.2, 0.5, 1.0])  # c at its upper bound: a backward step
+    bound, gradient = oracle.bound_and_gradient(x)
+    scipy_gradient = approx_derivative(
+        lambda z: oracle.bound_and_gradient(z)[0], x, method="2-point", bounds=(0.0, 1.0)
+    )
+    np.testing.assert_allclose(gradient, scipy_gradient, rtol=1e-6, atol=1e-9)
+
+    # The next proposal: the same point as keras-tuner's stock method, up to the rounding
+    # of the optimizer's path.
+    ours = oracle.populate_space("next")["values"]
+    oracle._random_state = np.random.RandomState(oracle.seed + len(oracle.trials))
+    stock = keras_tuner.oracles.BayesianOptimizationOracle.populate_space(oracle, "next")
+    for name in "abc":
+        assert abs(ours[name] - stock["values"][name]) < 1e-3
+
+
 def write_scores(out_dir: Path, rows) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows, columns=list(tuning.TABLES["test_accuracy.csv"]))
