@@ -4,9 +4,9 @@ Measures `make all` (full profile, every claim) from scratch into a scratch dire
 the default parallelism (one job more than cores), then the no-op `make all`. Each claim's
 own wall time comes from its provenance: every claim process runs on one thread, and with
 one job more than cores the claims share them, so a claim's time there is up to a third
-above its time on an idle core. Last, one training run
-through the package's harness against the same model trained by a bare `model.fit` on
-NumPy arrays, to show that the harness costs nothing.
+above its time on an idle core. Last, one training run through the package's harness
+against the same model trained by a bare `model.fit` on NumPy arrays, to show that the
+harness costs nothing.
 """
 
 from __future__ import annotations

@@ -135,8 +135,8 @@ def bayesian_oracle_class():
         by L-BFGS-B from 50 starting points drawn uniformly in the unit cube; the lowest
         end point is the proposal. keras-tuner hands scipy the bound alone, which scipy
         differentiates by forward differences one shifted point at a time: about 45,000
-        single-point predictions and 4 s per proposal. Here the point and its shifted
-        copies, with scipy's step sizes, go through the process as one batch (0.3 s).
+        single-point predictions and 4 to 9 s per proposal. Here the point and its shifted
+        copies, with scipy's step sizes, go through the process as one batch (under 1 s).
         """
 
         def populate_space(self, trial_id):

@@ -222,13 +222,15 @@ def test_the_bayesian_oracle_proposes_what_keras_tuners_own_method_proposes(tmp_
     )
     np.testing.assert_allclose(gradient, scipy_gradient, rtol=1e-6, atol=1e-9)
 
-    # The next proposal: the same point as keras-tuner's stock method, up to the rounding
-    # of the optimizer's path.
+    # The next proposal: as low a bound as keras-tuner's stock method finds, at about the
+    # same point (the optimizers' paths differ in rounding only).
     ours = oracle.populate_space("next")["values"]
     oracle._random_state = np.random.RandomState(oracle.seed + len(oracle.trials))
     stock = keras_tuner.oracles.BayesianOptimizationOracle.populate_space(oracle, "next")
-    for name in "abc":
-        assert abs(ours[name] - stock["values"][name]) < 1e-3
+    ours, stock = (np.array([v[name] for name in "abc"]) for v in (ours, stock["values"]))
+    ours_bound, stock_bound = (oracle.bound_and_gradient(v)[0] for v in (ours, stock))
+    assert ours_bound <= stock_bound + 1e-6 * abs(stock_bound)
+    np.testing.assert_allclose(ours, stock, atol=0.01)
 
 
 def write_scores(out_dir: Path, rows) -> Path:
