@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from repro import NUMERICS_ENVIRONMENT
+
 
 class UsageError(ValueError):
     """Bad input from the user: reported as one line and exit status 2."""
@@ -411,6 +413,7 @@ def run_claim(claim, profile: str, seeds: tuple[int, ...], out_root: Path, confi
                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                 "versions": _versions(),
                 "machine": machine(),
+                "numerics": {name: os.environ.get(name) for name in NUMERICS_ENVIRONMENT},
                 "git_commit": _git_commit(),
                 "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                 "wall_seconds": round(time.time() - started, 2),

@@ -211,7 +211,7 @@ def code_text(path: Path) -> bytes:
 
 # Read once: a search started by this process stays in one directory even if the code
 # is edited while it runs.
-CODE = {Path(__file__): code_text(Path(__file__))}
+CODE = {path: code_text(path) for path in (Path(__file__).with_name("__init__.py"), Path(__file__))}
 
 
 def search_dir(claim_id: str, claim_file: Path, config, seed: int) -> Path:

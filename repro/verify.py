@@ -1,7 +1,8 @@
 """Compare a regenerated results directory with the committed one, and tabulate robustness.
 
 Which comparison is fair depends on where the new results were made:
-- on the same machine (same CPU model, architecture and package versions in provenance),
+- on the same machine (same CPU model, architecture, package versions and numerics
+  settings, such as oneDNN on or off, in provenance),
   the same command must write the same bytes, so every CSV must be byte-identical;
 - on another machine, floating-point libraries round differently in the last bits, and
   training amplifies such differences until curves differ by percents. What must agree
@@ -20,10 +21,13 @@ import pandas as pd
 from repro import claims
 from repro.harness import UsageError
 
-SAME_MACHINE = "bytes (same CPU and package versions: the CSVs must be identical)"
+SAME_MACHINE = (
+    "bytes (same CPU, package versions and numerics settings: the CSVs must be identical)"
+)
 OTHER_MACHINE = (
-    "verdicts and each rule's statistic within the committed 95% interval (another CPU or "
-    "package versions: training amplifies last-bit rounding differences, so bytes cannot match)"
+    "verdicts and each rule's statistic within the committed 95% interval (another CPU, "
+    "package versions or numerics settings: training amplifies last-bit rounding "
+    "differences, so bytes cannot match)"
 )
 
 
@@ -33,11 +37,12 @@ def _record(root: Path, claim, name: str) -> dict | None:
 
 
 def _platform(provenance: dict | None):
-    return provenance and (provenance.get("machine"), provenance.get("versions"))
+    return provenance and tuple(provenance.get(k) for k in ("machine", "versions", "numerics"))
 
 
 def same_machine(new: Path, old: Path) -> bool:
-    """Whether every claim of both directories ran on the same CPU with the same packages."""
+    """Whether every claim of both directories ran on the same CPU with the same packages
+    and numerics settings."""
     pairs = [
         (_record(new, c, "provenance.json"), _record(old, c, "provenance.json"))
         for c in claims.all_claims()
