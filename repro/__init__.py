@@ -18,14 +18,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # new one in (a third of mc-dropout's time). Numbers do not change, only where they live;
 # training-memory reads this allocator's byte counts.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
-# TensorFlow's own (Eigen) kernels rather than oneDNN's. For nets this small, oneDNN's
-# graph rewrites and per-call set-up cost more than they save: measured alone on one
-# thread, a tuning search took 12.5 s against 14.7 s and one seed of dropout-regularizes
-# 43 s against 54 s. Both kernel sets are deterministic under op determinism; they
-# round differently, so results made with and without it agree only as across machines.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-# What the settings above decide about the numbers; provenance records them.
+# What decides which kernels run and how they round; provenance records them, and results
+# made with other values are compared as if from another machine (oneDNN is on unless
+# TF_ENABLE_ONEDNN_OPTS=0: turning it off changed no number here and saved no time).
 NUMERICS_ENVIRONMENT = (
     "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",

@@ -60,7 +60,7 @@ def _tensorflow():
     import keras
     import tensorflow as tf
 
-    freeze_imported_objects()
+    freeze_surviving_objects()
     return keras, tf
 
 
@@ -363,13 +363,14 @@ def _git_commit() -> str:
 # ------------------------------------------------------------------ running a claim
 
 
-def freeze_imported_objects() -> None:
-    """Exempt what the process has imported so far (above all TensorFlow and Keras, which
-    `seed_everything` imports) from garbage collection.
+def freeze_surviving_objects() -> None:
+    """Collect garbage, then exempt every object still alive from garbage collection: at
+    a claim's start, what the process has imported (above all TensorFlow and Keras, which
+    `seed_everything` imports); in a search, also what each finished trial leaves behind.
 
     Keras' clear_session and keras-tuner call gc.collect() for every model they discard,
     and each full collection would otherwise walk the ~400,000 objects of the imported
-    libraries again (0.3 s a call); the experiment's own objects are still collected.
+    libraries again (0.3 s a call); objects made later are still collected.
     """
     gc.collect()
     gc.freeze()
@@ -387,7 +388,7 @@ def run_claim(claim, profile: str, seeds: tuple[int, ...], out_root: Path, confi
     complete run, never a mixture; the verdict is computed from the CSVs as written.
     """
     config = config or claim.PROFILES[profile]
-    freeze_imported_objects()
+    freeze_surviving_objects()
     final = Path(out_root) / claim.CLAIM_ID
     final.parent.mkdir(parents=True, exist_ok=True)
     # Make never runs one claim twice at once, so a scratch directory of this claim that

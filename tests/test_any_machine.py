@@ -119,11 +119,15 @@ def test_repro_run_prints_only_its_own_lines(tmp_path):
     assert all(line.startswith("  [") for line in lines[1:])
 
 
-def _as_other_machine(root: Path) -> None:
+def _set_provenance(root: Path, field: str, value) -> None:
     for path in root.glob("*/provenance.json"):
         provenance = json.loads(path.read_text())
-        provenance["machine"] = {"architecture": "x86_64", "cpu": "another CPU"}
+        provenance[field] = value
         path.write_text(json.dumps(provenance))
+
+
+def _as_other_machine(root: Path) -> None:
+    _set_provenance(root, "machine", {"architecture": "x86_64", "cpu": "another CPU"})
 
 
 def test_verify_wants_bytes_on_the_same_machine_and_intervals_elsewhere(quick_results, tmp_path):
@@ -136,6 +140,14 @@ def test_verify_wants_bytes_on_the_same_machine_and_intervals_elsewhere(quick_re
     _as_other_machine(copy)  # another CPU: the statistics must sit inside the intervals
     rows, ok, comparison = compare(copy, quick_results)
     assert ok and comparison.startswith("verdicts and each rule's statistic"), rows
+
+
+def test_verify_compares_runs_with_other_kernels_as_from_another_machine(quick_results, tmp_path):
+    copy = tmp_path / "results"
+    shutil.copytree(quick_results, copy)
+    numerics = json.loads(next(copy.glob("*/provenance.json")).read_text())["numerics"]
+    _set_provenance(copy, "numerics", numerics | {"TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert compare(copy, quick_results)[2].startswith("verdicts and each rule's statistic")
 
 
 def test_verify_across_machines_flags_a_statistic_outside_its_interval(quick_results, tmp_path):

@@ -25,6 +25,7 @@ def test_quick_profile_writes_every_declared_output(quick_results, claim_id):
     provenance = json.loads((out_dir / "provenance.json").read_text())
     assert provenance["profile"] == "quick"
     assert provenance["seeds"] == list(claim.SEEDS["quick"])
+    assert provenance["numerics"]["TF_NUM_INTRAOP_THREADS"] == "1"
     assert len(claim.SEEDS["full"]) >= 5, "the full profile needs at least 5 seeds"
 
 

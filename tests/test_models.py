@@ -4,7 +4,7 @@ one compiled model restarted for many runs."""
 import keras
 import numpy as np
 
-from repro.data import digits
+from repro.data import digits, mnist1d
 from repro.harness import seed_everything
 from repro.models import EPOCH_PER_CALL, Retrainable, adam_classifier, batches, repeated_batch
 
@@ -97,3 +97,15 @@ def test_a_restarted_model_draws_the_dropout_masks_of_a_new_one():
         seed_everything(seed)
         expected = np.asarray(build()(x, training=True))
         np.testing.assert_array_equal(np.asarray(net.restart(seed)(x, training=True)), expected)
+
+
+def test_mnist1d_is_the_packages_generator_to_the_bit():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    for seed in (42, 7):
+        args = get_dataset_args()
+        args.num_samples, args.seed = 500, seed
+        package = make_dataset(args)
+        ours = mnist1d.__wrapped__(num_samples=500, seed=seed)  # not the cached copy
+        for name, array in zip(("x", "y", "x_test", "y_test"), ours, strict=True):
+            assert np.array_equal(array, package[name].astype(array.dtype)), (seed, name)
