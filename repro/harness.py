@@ -370,10 +370,12 @@ def freeze_surviving_objects() -> None:
 
     Keras' clear_session and keras-tuner call gc.collect() for every model they discard,
     and each full collection would otherwise walk the ~400,000 objects of the imported
-    libraries again (0.3 s a call); objects made later are still collected.
+    libraries again (0.3 s a call); objects made later are still collected. Collection is
+    switched on afterwards, as `repro` switches it off while it imports (repro/cli.py).
     """
     gc.collect()
     gc.freeze()
+    gc.enable()
 
 
 def leftover_scratch(out_root: Path, claim_id: str = "*") -> list[Path]:

@@ -1,10 +1,12 @@
 """The command line: bad input gives one line and exit status 2."""
 
+import gc
 import subprocess
 import sys
 
 import pytest
 
+from repro import claims
 from repro.cli import main
 
 
@@ -45,3 +47,14 @@ def test_list_shows_every_claim(quick_results, capsys):
     out = capsys.readouterr().out
     for claim_id in claims.claim_ids():
         assert claim_id in out
+
+
+def test_claims_run_with_garbage_collection_on(tmp_path, monkeypatch):
+    # `repro` pauses the collector while it imports; a claim's run turns it on again.
+    claim, during_run = claims.get("no-free-lunch"), []
+    run = claim.run
+    monkeypatch.setattr(claim, "run", lambda *a: during_run.append(gc.isenabled()) or run(*a))
+    assert main(["run", "no-free-lunch", "--profile", "quick", "--out", str(tmp_path)]) == 0
+    assert during_run == [True] and gc.isenabled()
+    assert main(["run", "no-such-claim"]) == 2
+    assert gc.isenabled()
