@@ -206,7 +206,9 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     # The collector finds no garbage among the objects that importing TensorFlow and Keras
     # makes, but walks them all several times as they pile up (0.8 s of each process's
-    # 6 s of imports): off until harness.freeze_surviving_objects exempts them.
+    # 6 s of imports): off until harness.freeze_surviving_objects exempts them, which
+    # every claim run and search does first; commands that only read results (check,
+    # report, compare) are short and run with it off to the end.
     gc.disable()
     try:
         args = build_parser().parse_args(argv)
