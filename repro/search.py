@@ -210,9 +210,11 @@ def code_text(path: Path) -> bytes:
     return ast.dump(tree).encode()
 
 
-# Read once: a search started by this process stays in one directory even if the code
-# is edited while it runs.
-CODE = {path: code_text(path) for path in (Path(__file__).with_name("__init__.py"), Path(__file__))}
+# Every module a trial runs, besides the claim's: the numeric settings, the seeding, the
+# data and the batches. Read once: a search started by this process stays in one directory
+# even if the code is edited while it runs.
+SEARCH_MODULES = ("__init__.py", "harness.py", "data.py", "models.py", "search.py")
+CODE = {path: code_text(path) for path in (Path(__file__).with_name(m) for m in SEARCH_MODULES)}
 
 
 def search_dir(claim_id: str, claim_file: Path, config, seed: int) -> Path:

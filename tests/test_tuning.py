@@ -132,6 +132,17 @@ def test_editing_prose_keeps_the_searches_and_editing_code_does_not(tmp_path):
     assert not same_code(source.replace("MIN_GAIN = 0.01", "MIN_GAIN = 0.02", 1))
 
 
+def test_a_search_reruns_when_the_code_its_trials_run_changes(monkeypatch):
+    # The batches, the data and the seeding decide a trial's numbers as much as the claim
+    # does: a finished search made by other code must not be reused.
+    from repro import models, search
+
+    config, claim_file = tuning.PROFILES["quick"], Path(tuning.__file__)
+    before = search.search_dir(tuning.CLAIM_ID, claim_file, config, 0)
+    monkeypatch.setitem(search.CODE, Path(models.__file__), b"other batches")
+    assert search.search_dir(tuning.CLAIM_ID, claim_file, config, 0) != before
+
+
 def test_each_tuner_and_each_configuration_has_its_own_seed():
     values = {"units_1": 64, "learning_rate": 0.001}
     seed = tuning.search.trial_seed
