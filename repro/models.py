@@ -108,7 +108,7 @@ def batches(x, y, batch_size: int, shuffle_seed: int | None = None):
     data = tf.data.Dataset.from_tensor_slices((x, targets))
     if shuffle_seed is not None:
         data = data.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return in_the_training_thread(data.batch(batch_size))
+    return without_prefetch(data.batch(batch_size))
 
 
 def repeated_batch(x, y, steps: int):
@@ -121,10 +121,10 @@ def repeated_batch(x, y, steps: int):
     import tensorflow as tf
 
     targets = tuple(y) if isinstance(y, list) else y
-    return in_the_training_thread(tf.data.Dataset.from_tensors((x, targets)).repeat(steps))
+    return without_prefetch(tf.data.Dataset.from_tensors((x, targets)).repeat(steps))
 
 
-def in_the_training_thread(data):
+def without_prefetch(data):
     """The pipeline without the prefetch that tf.data adds by default, which makes each
     batch on a thread of its own. A process here runs on one core, so the prefetch only
     adds a hand-over between threads per batch: without it, 40 epochs of a 10 x 64 MLP on

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import repro
 from repro.claims import tuning
 from repro.cli import main as repro_main
 from repro.harness import run_claim
@@ -135,10 +136,12 @@ def test_editing_prose_keeps_the_searches_and_editing_code_does_not(tmp_path):
 def test_a_search_reruns_when_the_code_its_trials_run_changes(monkeypatch):
     # The batches, the data and the seeding decide a trial's numbers as much as the claim
     # does: a finished search made by other code must not be reused.
-    from repro import models, search
+    from repro import data, harness, models, search
 
     config, claim_file = tuning.PROFILES["quick"], Path(tuning.__file__)
     before = search.search_dir(tuning.CLAIM_ID, claim_file, config, 0)
+    for module in (repro, harness, data, models, search):
+        assert Path(module.__file__) in search.CODE, module.__name__
     monkeypatch.setitem(search.CODE, Path(models.__file__), b"other batches")
     assert search.search_dir(tuning.CLAIM_ID, claim_file, config, 0) != before
 
