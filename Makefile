@@ -35,7 +35,8 @@ CLAIMS := $(foreach c,$(LONGEST),$(filter $(c),$(ALL_CLAIMS))) \
 VERDICTS := $(CLAIMS:%=$(RESULTS)/%/verdict.json)
 # What every claim's numbers depend on besides its own module; a new .venv (a fresh
 # machine, or a changed pyproject.toml) reruns every claim.
-CLAIM_DEPS := repro/__init__.py repro/harness.py repro/data.py repro/figures.py repro/models.py
+CLAIM_DEPS := $(addprefix repro/,__init__.py backend.py data.py figures.py models.py records.py \
+  rules.py)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv all test lint check report verify fresh-seeds bench browser clean $(CLAIMS)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from repro import claims
-from repro.harness import write_csv
+from repro.records import write_csv
 
 
 def timed_make(*args: str, env=None) -> float:
@@ -54,7 +54,7 @@ def fit_seconds(mode: str, epochs: int = 20) -> float:
 
     x, y, _, _ = digits()
     if mode == "harness":
-        from repro.harness import seed_everything
+        from repro.backend import seed_everything
         from repro.models import adam_classifier, batches
 
         seed_everything(0)  # also exempts the imported libraries from gc

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 from pathlib import Path
 
-from repro import claims
-from repro.harness import UsageError, choose_seeds, leftover_scratch, override, run_claim
-from repro.report import deciding_rule, rule_text
+from repro import UsageError, claims
+from repro.report import kind_counts, rule_text
+from repro.rules import deciding_rule
+from repro.runner import choose_seeds, leftover_scratch, override, run_claim
 
 RESULTS = Path("results")
 
@@ -44,15 +44,20 @@ def cmd_list(args) -> int:
     rows = []
     for claim in claims.all_claims():
         record = _verdict_in(args.out, claim.CLAIM_ID)
+        counts = kind_counts(record["rules"]) if record else {}
         rows.append(
             (
                 claim.CLAIM_ID,
                 claim.SLIDE,
                 record["verdict"] if record else "not run",
+                *(counts.get(kind, "") for kind in ("lecture", "beyond", "check")),
                 rule_text(deciding_rule(record["rules"])) if record else "",
             )
         )
-    print(_table(rows, ("claim", "slide", f"verdict in {args.out}/", "deciding rule (95% CI)")))
+    header = ("claim", "slide", f"verdict in {args.out}/", "lecture", "beyond", "check")
+    print(_table(rows, (*header, "deciding rule (95% CI)")))
+    print("lecture rules decide a verdict; beyond findings are reported beside it; a failed")
+    print("check means the experiment is broken. Counts are rules passed / rules.")
     return 0
 
 
@@ -121,7 +126,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_robustness(args) -> int:
-    from repro.harness import write_csv
+    from repro.records import write_csv
     from repro.verify import ROBUSTNESS, robustness
 
     table = robustness(_results_dir(args.against), _results_dir(args.shifted))
@@ -204,12 +209,6 @@ def build_parser() -> Parser:
 
 
 def main(argv=None) -> int:
-    # The collector finds no garbage among the objects that importing TensorFlow and Keras
-    # makes, but walks them all several times as they pile up (0.8 s of each process's
-    # 6 s of imports): off until harness.freeze_surviving_objects exempts them, which
-    # every claim run and search does first; commands that only read results (check,
-    # report, compare) are short and run with it off to the end.
-    gc.disable()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
@@ -219,8 +218,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("repro: interrupted; finished claims are kept", file=sys.stderr)
         return 130
-    finally:
-        gc.enable()
 
 
 if __name__ == "__main__":

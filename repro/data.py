@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
-from unittest import mock
 
 import numpy as np
 
@@ -13,31 +11,16 @@ import numpy as np
 def mnist1d(num_samples: int = 5000, train_split: float = 0.8, seed: int = 42):
     """MNIST-1D made by the `mnist1d` package's own generator (10 classes, 40 features).
 
-    The generator stretches every sequence with scipy's interp1d, which hands a 1-D float
-    or integer sequence to np.interp after building an interpolator whose set-up costs
-    three quarters of the generator's time. Here that one call is made directly: the same
-    numbers in half the time (tests/test_models.py compares them with the package's).
-
     The generator reseeds NumPy's global generator, so its state is saved and restored:
     generating data never changes the random stream a claim has already seeded.
     """
     from mnist1d.data import get_dataset_args, make_dataset
 
-    # The package re-exports a function named `transform` over its module of that name.
-    transforms = importlib.import_module("mnist1d.transform")
-    package_interpolate = transforms.interpolate
-
-    def interpolate(x, n):
-        if x.ndim != 1 or x.dtype not in (np.float64, np.int64):
-            return package_interpolate(x, n)
-        return np.interp(np.linspace(0, 1, n), np.linspace(0, 1, len(x)), x)
-
     args = get_dataset_args()
     args.num_samples, args.train_split, args.seed = num_samples, train_split, seed
     state = np.random.get_state()
     try:
-        with mock.patch.object(transforms, "interpolate", interpolate):
-            data = make_dataset(args)
+        data = make_dataset(args)
     finally:
         np.random.set_state(state)
     return (

@@ -1,13 +1,28 @@
-"""Small Keras building blocks several claims share: an MLP and per-epoch bookkeeping."""
+"""Keras models and the one training path every claim that trains goes through.
+
+The path (`fit`) is the training loop written from scratch, as the Keras guides write it,
+with one difference: a whole epoch is one compiled call. Each epoch the training set is
+shuffled, cut into batches and stacked into one tensor; one call of a compiled function
+(a `tf.function` looping over the batches on TensorFlow, a jitted `lax.scan` on JAX) then
+takes every step of the epoch. Between epochs the loop is plain Python: validation, the
+per-epoch record and Keras' own callbacks (EarlyStopping with patience, min_delta and
+restore_best_weights) see the model exactly as `model.fit` would show it to them.
+
+The model brings its own parts, set by `model.compile(optimizer=..., loss=...)`: Keras'
+layers, initializers, regularizers (their penalties are added to the loss of every step),
+losses and optimizers, used as Keras intends. The last batch of an epoch may be short: it
+is padded to the batch size and the padding gets weight zero, so every example counts
+once per epoch and the step's loss is the mean over the real examples, as in `model.fit`.
+"""
 
 from __future__ import annotations
 
-import warnings
+import weakref
 
-import keras
 import numpy as np
 
-from repro.harness import seed_everything
+from repro import backend
+from repro.backend import keras
 
 
 def mlp(
@@ -19,26 +34,23 @@ def mlp(
     dropout_rate: float = 0.0,
     output_activation=None,
     name: str = "mlp",
-) -> keras.Sequential:
+):
     """Dense layers of the given widths; Keras' Dropout after each hidden layer if asked."""
     layers = [keras.Input((input_dim,))]
     for width in hidden:
-        layers.append(
-            keras.layers.Dense(
-                width, activation=activation, kernel_initializer=_fresh(kernel_initializer)
-            )
-        )
+        initializer = fresh(kernel_initializer)
+        layers.append(keras.layers.Dense(width, activation, kernel_initializer=initializer))
         if dropout_rate > 0:
             layers.append(keras.layers.Dropout(dropout_rate))
     layers.append(
         keras.layers.Dense(
-            outputs, activation=output_activation, kernel_initializer=_fresh(kernel_initializer)
+            outputs, activation=output_activation, kernel_initializer=fresh(kernel_initializer)
         )
     )
     return keras.Sequential(layers, name=name)
 
 
-def _fresh(initializer):
+def fresh(initializer):
     """A new initializer object per layer, its seed drawn from the global (seeded) stream.
 
     One Keras 3 initializer object fixes its seed when it is made, so sharing it between
@@ -50,139 +62,208 @@ def _fresh(initializer):
     return initializer
 
 
+def classifier(model, learning_rate: float = 1e-3):
+    """`model` compiled with Adam and cross-entropy on its logits."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+# ------------------------------------------------------------------- the training path
+
+
+def fit(model, x, y, *, epochs: int, batch_size: int, seed: int, callbacks=(), evaluate=None):
+    """Train the compiled `model` on (x, y) for up to `epochs` epochs; one row per epoch.
+
+    Each epoch's order is a permutation drawn from `seed`. After each epoch, `evaluate`
+    (if given) returns more numbers for that epoch's row (e.g. `validation(...)`); the row
+    is then handed to every Keras callback as its logs, and training stops when one of them
+    sets `model.stop_training`, as EarlyStopping does.
+    """
+    step = compiled(model).epoch
+    order = np.random.default_rng(seed)
+    model.stop_training = False
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    history = []
+    for epoch in range(epochs):
+        loss = step(*batched(x, y, batch_size, order))
+        logs = {"epoch": epoch + 1, "loss": float(loss)}
+        logs |= evaluate(model) if evaluate else {}
+        history.append(logs)
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+    return history
+
+
+def batched(x, y, batch_size: int, order):
+    """One epoch of (x, y) in a new random order as stacked batches, and each example's
+    weight: 1, or 0 for the rows that pad the last batch to full size."""
+    n = len(x)
+    steps = -(-n // batch_size)
+    index = order.permutation(n)
+    index = np.concatenate([index, np.zeros(steps * batch_size - n, dtype=index.dtype)])
+    weight = np.arange(steps * batch_size) < n
+    shape = (steps, batch_size)
+    return (
+        x[index].reshape(shape + x.shape[1:]),
+        y[index].reshape(shape + y.shape[1:]),
+        weight.reshape(shape).astype(x.dtype),
+    )
+
+
+def predict(model, x) -> np.ndarray:
+    """The model's outputs for x with dropout and noise layers off, in one compiled call."""
+    return np.asarray(compiled(model).predict(x))
+
+
 def predict_labels(model, x) -> np.ndarray:
-    """Arg-max class of each row, with dropout off (training=False)."""
-    return np.asarray(model(x, training=False)).argmax(axis=1)
+    """Arg-max class of each row."""
+    return predict(model, x).argmax(axis=1)
 
 
 def accuracy(model, x, y) -> float:
     return float((predict_labels(model, x) == y).mean())
 
 
-class EpochAccuracy(keras.callbacks.Callback):
-    """After every epoch, accuracy on each named (x, y) set, kept as tidy rows."""
+def validation(x, y, name: str = "val"):
+    """An `evaluate` for `fit`: loss (the data term, without penalties) and accuracy of a
+    classifier with logits on (x, y), logged as `<name>_loss` and `<name>_accuracy`."""
 
-    def __init__(self, sets: dict[str, tuple[np.ndarray, np.ndarray]], **tags):
-        super().__init__()
-        # All sets go through the model in one call per epoch, then are scored apart: an
-        # eager call costs about 6 ms of Python, which added up to a fifth of the time of
-        # the claims that score every epoch.
-        self.names = list(sets)
-        self.inputs = np.concatenate([x for x, _ in sets.values()])
-        self.labels = np.concatenate([y for _, y in sets.values()])
-        self.set_ends = np.cumsum([len(y) for _, y in sets.values()])[:-1]
-        self.tags, self.rows = tags, []
+    def evaluate(model):
+        logits = predict(model, x)
+        loss = keras.ops.mean(per_example_loss(model.loss)(y, logits))
+        accuracy = (logits.argmax(axis=1) == y).mean()
+        return {f"{name}_loss": float(loss), f"{name}_accuracy": float(accuracy)}
 
-    def on_epoch_end(self, epoch, logs=None):
-        # Keras' compiled predict step: traced once (one input shape), then cheaper still.
-        logits = self.model.predict_on_batch(self.inputs)
-        correct = np.asarray(logits).argmax(axis=1) == self.labels
-        row = {**self.tags, "epoch": epoch + 1}
-        for name, hits in zip(self.names, np.split(correct, self.set_ends), strict=True):
-            row[name] = float(hits.mean())
-        self.rows.append(row)
+    return evaluate
 
 
-# Passed to compile(): one call of the compiled training step runs up to this many batches,
-# a whole epoch of the small data sets here, instead of returning to Python after each.
-# The updates are the same (tested); only callbacks that act per batch would notice.
-EPOCH_PER_CALL = 1000
+class Compiled:
+    """A model's compiled epoch and prediction, built once per model and optimizer."""
+
+    def __init__(self, model):
+        if model.optimizer is None or model.loss is None:
+            raise ValueError("compile the model with an optimizer and a loss before fitting it")
+        self.optimizer = model.optimizer
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        make = jax_functions if backend.name() == "jax" else tensorflow_functions
+        self.epoch, self.predict = make(model, per_example_loss(model.loss))
 
 
-# model.fit's default shuffle=True does not apply to a tf.data pipeline, and Keras says so
-# once per process; `batches` shuffles the pipeline itself.
-warnings.filterwarnings("ignore", message="`shuffle=True` was passed, but will be ignored")
+_compiled = weakref.WeakKeyDictionary()  # model -> Compiled
 
 
-def batches(x, y, batch_size: int, shuffle_seed: int | None = None):
-    """(x, y) as a tf.data pipeline of batches for model.fit, reshuffled every epoch if seeded.
+def compiled(model) -> Compiled:
+    found = _compiled.get(model)
+    if found is None or found.optimizer is not model.optimizer:
+        found = _compiled[model] = Compiled(model)
+    return found
 
-    model.fit accepts NumPy arrays too, but then rebuilds an index-gathering pipeline for
-    every epoch, which on one thread costs about as much as the training steps of these
-    small nets; this pipeline is built once and halves the time of a fit. `y` may be a
-    list, one target per output.
+
+def per_example_loss(loss):
+    """The loss of each example: a Keras Loss object's `call`, or a loss function itself."""
+    loss = keras.losses.get(loss) if isinstance(loss, str) else loss
+    return loss.call if isinstance(loss, keras.losses.Loss) else loss
+
+
+def weighted_mean(values, weights):
+    return keras.ops.sum(values * weights) / keras.ops.sum(weights)
+
+
+def tensorflow_functions(model, per_example):
+    """TensorFlow: a tf.function whose loop over the epoch's batches takes one
+    GradientTape step each, updating the model's variables in place."""
+    tf = backend.load("tensorflow")
+
+    @tf.function
+    def epoch(x, y, weight):
+        total = tf.constant(0.0, dtype=model.compute_dtype)
+        for i in tf.range(tf.shape(x)[0]):
+            with tf.GradientTape() as tape:
+                output = model(x[i], training=True)
+                loss = weighted_mean(per_example(y[i], output), weight[i])
+                loss += sum(model.losses, tf.constant(0.0, dtype=loss.dtype))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply(gradients, model.trainable_variables)
+            total += loss
+        return total / tf.cast(tf.shape(x)[0], total.dtype)
+
+    @tf.function
+    def predict(x):
+        return model(x, training=False)
+
+    return epoch, predict
+
+
+def jax_functions(model, per_example):
+    """JAX: a jitted lax.scan over the epoch's batches of a pure step (Keras'
+    stateless_call and the optimizer's stateless_apply); the model's variables are read
+    before the epoch and written back after it."""
+    import jax
+
+    def loss_and_state(trainable, non_trainable, x, y, weight):
+        output, non_trainable, penalties = model.stateless_call(
+            trainable, non_trainable, x, training=True, return_losses=True
+        )
+        return weighted_mean(per_example(y, output), weight) + sum(penalties), non_trainable
+
+    gradient = jax.value_and_grad(loss_and_state, has_aux=True)
+
+    def step(state, batch):
+        trainable, non_trainable, optimizer = state
+        (loss, non_trainable), gradients = gradient(trainable, non_trainable, *batch)
+        trainable, optimizer = model.optimizer.stateless_apply(optimizer, gradients, trainable)
+        return (list(trainable), list(non_trainable), list(optimizer)), loss
+
+    @jax.jit
+    def scan_epoch(state, x, y, weight):
+        state, losses = jax.lax.scan(step, state, (x, y, weight))
+        return state, losses.mean()
+
+    groups = (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)
+
+    def epoch(x, y, weight):
+        state, loss = scan_epoch(tuple([v.value for v in g] for g in groups), x, y, weight)
+        for variables, values in zip(groups, state, strict=True):
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value)
+        return loss
+
+    @jax.jit
+    def stateless_predict(trainable, non_trainable, x):
+        return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+    def predict(x):
+        return stateless_predict(
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            x,
+        )
+
+    return epoch, predict
+
+
+def restart(model, build, seed: int):
+    """`model` as `build()` would make it after seed_everything(seed), optimizer included,
+    keeping its compiled epoch: for claims that train one architecture many times.
+
+    `variables`, unlike the weights, include the state of every layer's random stream:
+    without it a restarted model's dropout masks would depend on the runs before.
     """
-    import tensorflow as tf
-
-    targets = tuple(y) if isinstance(y, list) else y
-    data = tf.data.Dataset.from_tensor_slices((x, targets))
-    if shuffle_seed is not None:
-        data = data.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return without_prefetch(data.batch(batch_size))
-
-
-def repeated_batch(x, y, steps: int):
-    """(x, y) whole as one batch, `steps` times: full-batch gradient descent as one Keras
-    epoch, which steps_per_execution=EPOCH_PER_CALL runs without returning to Python.
-
-    One tensor repeated, not the rows batched anew for every step, which cost more than
-    the steps themselves. `y` may be a list, one target per output.
-    """
-    import tensorflow as tf
-
-    targets = tuple(y) if isinstance(y, list) else y
-    return without_prefetch(tf.data.Dataset.from_tensors((x, targets)).repeat(steps))
-
-
-def without_prefetch(data):
-    """The pipeline without the prefetch that tf.data adds by default, which makes each
-    batch on a thread of its own. A process here runs on one core, so the prefetch only
-    adds a hand-over between threads per batch: without it, 40 epochs of a 10 x 64 MLP on
-    digits-sized data took 1.35 instead of 1.66 CPU-seconds, with the same weights. (In a
-    whole claim the gain is a few percent, within the machine's noise.)"""
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.experimental_optimization.inject_prefetch = False
-    return data.with_options(options)
-
-
-class Retrainable:
-    """One compiled model trained again and again, each time as a new one would be: from new
-    starting weights, new random streams for its Dropout and noise layers, and a freshly
-    built optimizer.
-
-    Tracing a new model's training step costs these small nets more than training them;
-    this model's steps are traced once, on its first run. `build()` makes the compiled model.
-    """
-
-    def __init__(self, build):
-        self.build = build
-        self.model = build()
-        self.model.optimizer.build(self.model.trainable_variables)
-        self.fresh_optimizer = [variable.numpy() for variable in self.model.optimizer.variables]
-
-    def restart(self, seed: int) -> keras.Model:
-        """The model as `build()` would make it after seed_everything(seed).
-
-        `variables`, unlike the weights, include the state of every layer's random stream:
-        without it a restarted model's dropout masks would depend on the runs before.
-        """
-        seed_everything(seed)
-        for variable, fresh in zip(self.model.variables, self.build().variables, strict=True):
-            variable.assign(fresh)
-        return self._fresh_optimizer()
-
-    def restart_from(self, weights) -> keras.Model:
-        """The model from the given starting weights, with a freshly built optimizer."""
-        self.model.set_weights(weights)
-        return self._fresh_optimizer()
-
-    def _fresh_optimizer(self) -> keras.Model:
-        for variable, value in zip(
-            self.model.optimizer.variables, self.fresh_optimizer, strict=True
-        ):
-            variable.assign(value)
-        return self.model
-
-
-def adam_classifier(input_dim: int, hidden, learning_rate: float, num_classes: int = 10):
-    """The MLP of repro.models compiled with Adam and cross-entropy on its logits."""
-    model = mlp(input_dim, num_classes, hidden=hidden)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        steps_per_execution=EPOCH_PER_CALL,
-    )
+    backend.seed_everything(seed)
+    new = build()
+    for variable, value in zip(model.variables, new.variables, strict=True):
+        variable.assign(value)
+    new.optimizer.build(new.trainable_variables)
+    for variable, value in zip(model.optimizer.variables, new.optimizer.variables, strict=True):
+        variable.assign(value)
     return model

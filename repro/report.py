@@ -1,27 +1,41 @@
-"""results/README.md and results/report.html, written from the claims' own files only."""
+"""results/README.md and results/report.html, written from the claims' own files only.
+
+One source: the report is written as Markdown, and the HTML page is that Markdown rendered
+(CommonMark with tables), its figures embedded so that the page stands alone.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
-import inspect
 import json
+import re
 from pathlib import Path
-
-import pandas as pd
 
 from repro import claims
 from repro.check import write_manifest
-from repro.harness import read_csv, write_text
+from repro.records import claim_code, code_digest, read_csv, write_text
+from repro.rules import BEYOND, CHECK, KINDS, LECTURE, PASS, deciding_rule
+
+KIND_HEADINGS = {
+    LECTURE: "Lecture rules (these decide the verdict)",
+    CHECK: "Checks (true by construction; a failed check means the experiment is broken)",
+    BEYOND: "Beyond the lecture (reported, never deciding)",
+}
+
+HOW_TO_READ = """\
+Each claim's verdict is decided by its **lecture** rules alone: rules that test what a
+slide asserts. A rule's statistic carries a 95% Student-t interval over seeds; the rule
+passes when the whole interval lies on the passing side of its threshold, fails when the
+whole interval lies on the other side, and is inconclusive otherwise. **REPRODUCED**: every
+lecture rule passes. **NOT REPRODUCED**: a lecture rule's interval lies wholly on the
+failing side (the evidence says the claim does not hold here), or a **check** failed: a
+check is an identity that no sound experiment can fail, so its failure means the
+experiment is broken. **INCONCLUSIVE**: no rule fails, but some interval straddles its
+threshold: more seeds or a sharper design could decide it. **Beyond** findings go further
+than the slides and are reported beside the verdict, never deciding it."""
 
 
-def _experiment(claim) -> str:
-    """The module docstring without its title line: the claim's experiment in prose."""
-    doc = inspect.getdoc(claim) or ""
-    return doc.partition("\n")[2].strip()
-
-
-def _load(claim, root: Path) -> dict | None:
+def load(claim, root: Path) -> dict | None:
     out_dir = root / claim.CLAIM_ID
     if not (out_dir / "verdict.json").exists():
         return None
@@ -30,9 +44,9 @@ def _load(claim, root: Path) -> dict | None:
     return {"verdict": verdict, "provenance": provenance}
 
 
-def _cell(text: str) -> str:
+def cell(text: str) -> str:
     """Text for a Markdown table cell: a bare | would end the cell (|x|, ||w||)."""
-    return text.replace("|", "\\|")
+    return str(text).replace("|", "\\|")
 
 
 def interval_text(rule: dict) -> str:
@@ -47,143 +61,14 @@ def rule_text(rule: dict) -> str:
     return f"{rule['measured']:.4g} {interval_text(rule)} {rule['op']} {rule['threshold']:.4g}"
 
 
-def deciding_rule(rules: list[dict]) -> dict:
-    """The rule that decides a verdict: the first failing, else inconclusive, else the first."""
-    for outcome in ("fail", "inconclusive"):
-        for rule in rules:
-            if rule["outcome"] == outcome:
-                return rule
-    return rules[0]
-
-
-def _summary_cells(claim, record) -> list[str]:
-    if record is None:
-        return [claim.CLAIM_ID, claim.SLIDE, "not run", "", "", ""]
-    rules = record["verdict"]["rules"]
-    shown = deciding_rule(rules)
-    return [
-        claim.CLAIM_ID,
-        claim.SLIDE,
-        record["verdict"]["verdict"],
-        f"{shown['name']}: {rule_text(shown)}",
-        f"{sum(r['outcome'] == 'pass' for r in rules)}/{len(rules)}",
-        f"{record['provenance']['wall_seconds']:.0f} s",
-    ]
-
-
-HEADER = [
-    "claim",
-    "slide",
-    "verdict",
-    "deciding rule: statistic [95% CI] vs threshold",
-    "rules passed",
-    "wall time",
-]
-
-
-ROBUSTNESS_HEADER = [
-    "claim",
-    "verdict, default seeds",
-    "verdict, shifted seeds",
-    "deciding rule, default seeds",
-    "same rule, shifted seeds",
-]
-
-
-def robustness_rows(root: Path) -> list[list[str]]:
-    """Per claim: the verdict and the deciding rule's statistic [95% CI] on the default seeds
-    and on seeds nobody chose, from robustness.csv (written by `make fresh-seeds`)."""
-    path = root / "robustness.csv"
-    if not path.exists():
-        return []
-    table = read_csv(path)
-    rows = []
-    for claim_id, runs in table.groupby("claim", sort=False):
-        rules = {
-            seed_set: [
-                {
-                    "name": r.rule,
-                    "measured": r.statistic,
-                    "low": None if pd.isna(r.low) else r.low,  # empty for an exact rule
-                    "high": None if pd.isna(r.high) else r.high,
-                    "outcome": r.outcome,
-                }
-                for r in group.itertuples()
-            ]
-            for seed_set, group in runs.groupby("seed_set")
-        }
-        first = runs.drop_duplicates("seed_set").set_index("seed_set")
-        shown = deciding_rule(rules["default"])
-        twin = next((r for r in rules["shifted"] if r["name"] == shown["name"]), None)
-        rows.append(
-            [
-                claim_id,
-                f"{first.at['default', 'verdict']} (seeds {first.at['default', 'seeds']})",
-                f"{first.at['shifted', 'verdict']} (seeds {first.at['shifted', 'seeds']})",
-                f"{shown['name']}: {_statistic_text(shown)}, {shown['outcome']}",
-                f"{_statistic_text(twin)}, {twin['outcome']}" if twin else "rule missing",
-            ]
-        )
-    return rows
-
-
-def _statistic_text(rule: dict) -> str:
-    return f"{rule['measured']:.4g} {interval_text(rule)}"
-
-
-def markdown(root: Path) -> str:
-    records = {c.CLAIM_ID: (c, _load(c, root)) for c in claims.all_claims()}
-    lines = [
-        "# Results: the lecture's claims, reproduced",
-        "",
-        "Written by `repro report` from the files in this directory; verify them with "
-        "`repro check`. Each verdict is recomputed from the CSVs beside it.",
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
-    ]
-    for claim, record in records.values():
-        cells = _summary_cells(claim, record)
-        cells[0] = f"[{cells[0]}](#{claim.CLAIM_ID})"
-        lines.append("| " + " | ".join(map(_cell, cells)) + " |")
-    robust = robustness_rows(root)
-    if robust:
-        lines += ["", "## Robustness: the same rules on seeds nobody chose", "", ROBUST_TEXT, ""]
-        lines += ["| " + " | ".join(ROBUSTNESS_HEADER) + " |", "|" + "---|" * 5]
-        lines += ["| " + " | ".join(map(_cell, cells)) + " |" for cells in robust]
-    for claim, record in records.values():
-        lines += [
-            "",
-            f"## {claim.CLAIM_ID}",
-            "",
-            f"*Slide: {claim.SLIDE}*",
-            "",
-            f"**Claim.** {claim.STATEMENT}",
-            "",
-            _experiment(claim),
-            "",
-        ]
-        if record is None:
-            lines.append("_Not run yet._")
-            continue
-        p = record["provenance"]
-        lines += [
-            f"**Verdict: {record['verdict']['verdict']}** "
-            f"({p['profile']} profile, seeds {seed_text(p['seeds'])}, "
-            f"{p['wall_seconds']:.0f} s)",
-            "",
-            "| rule | statistic | 95% CI | threshold | outcome | note |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in record["verdict"]["rules"]:
-            outcome = f"{r['outcome']} ({r['reason']})" if r["reason"] else r["outcome"]
-            lines.append(
-                f"| {_cell(r['name'])} | {r['measured']:.4g} | {interval_text(r)} "
-                f"| {r['op']} {r['threshold']:.4g} | {outcome} | {_cell(r['note'])} |"
-            )
-        lines.append("")
-        lines += [f"![{name}]({claim.CLAIM_ID}/{name})" for name in claim.FIGURES]
-    return "\n".join(lines) + "\n"
+def kind_counts(rules: list[dict]) -> dict[str, str]:
+    """'2/3' per kind: rules passed / rules of that kind."""
+    counts = {}
+    for kind in KINDS:
+        of_kind = [r for r in rules if r["kind"] == kind]
+        if of_kind:
+            counts[kind] = f"{sum(r['outcome'] == PASS for r in of_kind)}/{len(of_kind)}"
+    return counts
 
 
 def seed_text(seeds: list[int]) -> str:
@@ -191,102 +76,157 @@ def seed_text(seeds: list[int]) -> str:
     return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else ",".join(map(str, seeds))
 
 
-STYLE = """
-body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:.92em}
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
-th{background:#f3f3f3} .pass{color:#0a6b2d;font-weight:bold} .fail{color:#b00020;font-weight:bold}
-.inconclusive{color:#9a6700;font-weight:bold}
-img{max-width:100%;display:block;margin:1em 0} section{border-top:1px solid #ddd;margin-top:2em}
-pre{background:#f6f6f6;padding:.5em}
-"""
+def table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+
+
+def summary(root: Path, records: dict) -> list[str]:
+    rows = []
+    for claim, record in records.values():
+        link = f"[{claim.CLAIM_ID}](#{claim.CLAIM_ID})"
+        if record is None:
+            rows.append([link, claim.SLIDE, "not run", "", "", "", ""])
+            continue
+        rules = record["verdict"]["rules"]
+        counts = kind_counts(rules)
+        shown = deciding_rule(rules)
+        rows.append(
+            [
+                link,
+                claim.SLIDE,
+                f"**{record['verdict']['verdict']}**",
+                f"{shown['name']}: {rule_text(shown)}",
+                *(counts.get(kind, "-") for kind in KINDS),
+            ]
+        )
+    header = ["claim", "slide", "verdict", "deciding rule: statistic [95% CI] vs threshold"]
+    return table(header + ["lecture passed", "beyond passed", "checks passed"], rows)
+
+
+def provenance_line(claim, provenance: dict) -> list[str]:
+    """Which command and module made the results, at which commit, and whether the
+    claim's code has changed since."""
+    module = provenance.get("module", f"repro/claims/{Path(claim.__file__).name}")
+    command = f"repro run {claim.CLAIM_ID} --profile {provenance['profile']}"
+    seeds = seed_text(provenance["seeds"])
+    notes = f"[docs/claims/{claim.CLAIM_ID}.md](../docs/claims/{claim.CLAIM_ID}.md)"
+    lines = [
+        f"Made by `{command}` (`{module}`, seeds {seeds}) at commit "
+        f"{provenance['git_commit'][:7]}, in {provenance['wall_seconds']:.0f} s. "
+        f"The design and its history: {notes}."
+    ]
+    if provenance.get("code_digest") != code_digest(claim_code(claim)):
+        lines += [
+            "",
+            f"> **Stale:** the code of this claim has changed since these results were made; "
+            f"`make {claim.CLAIM_ID}` remakes them.",
+        ]
+    return lines
+
+
+def section(claim, record) -> list[str]:
+    lines = ["", f"## {claim.CLAIM_ID}", "", f"*Slide: {claim.SLIDE}*", ""]
+    lines += [f"**Claim.** {claim.STATEMENT}", ""]
+    if record is None:
+        return lines + ["_Not run yet._"]
+    lines += [f"![{claim.CLAIM_ID}: {name}]({claim.CLAIM_ID}/{name})" for name in claim.FIGURES]
+    verdict = record["verdict"]
+    lines += ["", f"**Verdict: {verdict['verdict']}** ({verdict['reason']})"]
+    for kind in KINDS:
+        rules = [r for r in verdict["rules"] if r["kind"] == kind]
+        if not rules:
+            continue
+        rows = [
+            [
+                r["name"] + (f" (slide: {r['slide']})" if r["slide"] else ""),
+                f"{r['measured']:.4g}",
+                interval_text(r),
+                f"{r['op']} {r['threshold']:.4g}",
+                f"{r['outcome']} ({r['reason']})" if r["reason"] else r["outcome"],
+                r["note"],
+            ]
+            for r in rules
+        ]
+        header = ["rule", "statistic", "95% CI", "threshold", "outcome", "note"]
+        lines += ["", f"**{KIND_HEADINGS[kind]}**", "", *table(header, rows)]
+    return lines + ["", *provenance_line(claim, record["provenance"])]
 
 
 ROBUST_TEXT = (
-    "Every claim rerun by `make fresh-seeds` on as many seeds again, shifted so that no rule "
-    "was ever decided on them; robustness.csv holds every rule of both runs."
+    "Every claim rerun by `make fresh-seeds` on as many seeds again, shifted by 1000: seeds "
+    "run only after the claim's design was frozen (each claim's notes say which seed sets "
+    "its design saw). `robustness.csv` holds every rule of both runs, with its kind."
 )
 
 
-def _markdown_html(text: str) -> str:
-    """A docstring as HTML: its paragraphs, lists and indented formulas are Markdown
-    (CommonMark, raw HTML escaped)."""
+def robustness(root: Path) -> list[str]:
+    """Per claim: the verdict on both seed sets and its lecture rules' outcomes."""
+    path = root / "robustness.csv"
+    if not path.exists():
+        return []
+    frame = read_csv(path)
+    rows = []
+    for claim_id, runs in frame.groupby("claim", sort=False):
+        cells = [claim_id]
+        for seed_set in ("default", "shifted"):
+            run = runs[runs["seed_set"] == seed_set]
+            lecture = run[run["kind"] == LECTURE]
+            passed = int((lecture["outcome"] == PASS).sum())
+            cells.append(
+                f"{run['verdict'].iloc[0]} (seeds {run['seeds'].iloc[0]}; "
+                f"lecture rules passed {passed}/{len(lecture)})"
+            )
+        rows.append(cells)
+    header = ["claim", "verdict seeds", "seeds shifted by 1000"]
+    heading = "## Robustness: the same rules on seeds no design was decided on"
+    return ["", heading, "", ROBUST_TEXT, "", *table(header, rows)]
+
+
+def markdown(root: Path) -> str:
+    records = {c.CLAIM_ID: (c, load(c, root)) for c in claims.all_claims()}
+    lines = [
+        "# Results: the lecture's claims, reproduced",
+        "",
+        "Written by `repro report` from the files in this directory; `repro check` "
+        "recomputes every verdict from the CSVs beside it.",
+        "",
+        HOW_TO_READ,
+        "",
+        *summary(root, records),
+        *robustness(root),
+    ]
+    for claim, record in records.values():
+        lines += section(claim, record)
+    return "\n".join(lines) + "\n"
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3} img{max-width:100%;display:block;margin:1em 0}
+h2{border-top:1px solid #ddd;padding-top:1em;margin-top:2em}
+blockquote{background:#fff4e5;border-left:4px solid #e69500;margin:1em 0;padding:.2em 1em}
+"""
+
+
+def page(root: Path, text: str) -> str:
+    """The Markdown report as one self-contained HTML page: figures become data URIs."""
     from markdown_it import MarkdownIt
 
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
 
+    def embed(match):
+        data = base64.b64encode((root / match[1]).read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
 
-_CSS = {"REPRODUCED": "pass", "NOT REPRODUCED": "fail", "INCONCLUSIVE": "inconclusive"}
-
-
-def _verdict_span(text: str) -> str:
-    return f'<span class="{_CSS.get(text, "fail")}">{html.escape(text)}</span>'
-
-
-def page(root: Path) -> str:
-    """One self-contained HTML page: figures are embedded as data URIs, nothing is fetched."""
-    esc = html.escape
-    rows, sections = [], []
-    for claim in claims.all_claims():
-        record = _load(claim, root)
-        cells = _summary_cells(claim, record)
-        cells = [
-            f'<a href="#{claim.CLAIM_ID}">{esc(cells[0])}</a>',
-            esc(cells[1]),
-            _verdict_span(cells[2]),
-            *map(esc, cells[3:]),
-        ]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        body = [
-            f'<section id="{claim.CLAIM_ID}"><h2>{esc(claim.CLAIM_ID)}</h2>',
-            f"<p><em>Slide: {esc(claim.SLIDE)}</em></p>",
-            f"<p><strong>Claim.</strong> {esc(claim.STATEMENT)}</p>",
-            f'<div class="experiment">{_markdown_html(_experiment(claim))}</div>',
-        ]
-        if record is None:
-            body.append("<p>Not run yet.</p>")
-        else:
-            body.append(
-                f"<p>Verdict: {_verdict_span(record['verdict']['verdict'])}</p><table>"
-                "<tr><th>rule</th><th>statistic</th><th>95% CI</th><th>threshold</th>"
-                "<th>outcome</th><th>note</th></tr>"
-            )
-            for r in record["verdict"]["rules"]:
-                outcome = f"{r['outcome']} ({r['reason']})" if r["reason"] else r["outcome"]
-                body.append(
-                    f"<tr><td>{esc(r['name'])}</td><td>{r['measured']:.4g}</td>"
-                    f"<td>{esc(interval_text(r))}</td>"
-                    f"<td>{esc(r['op'])} {r['threshold']:.4g}</td>"
-                    f'<td class="{r["outcome"]}">{esc(outcome)}</td>'
-                    f"<td>{esc(r['note'])}</td></tr>"
-                )
-            body.append("</table>")
-            for name in claim.FIGURES:
-                data = base64.b64encode((root / claim.CLAIM_ID / name).read_bytes()).decode()
-                body.append(
-                    f'<img alt="{esc(claim.CLAIM_ID)}: {esc(name)}" '
-                    f'src="data:image/png;base64,{data}">'
-                )
-        sections.append("\n".join(body) + "</section>")
-    head = "".join(f"<th>{esc(h)}</th>" for h in HEADER)
-    robust = robustness_rows(root)
-    if robust:
-        robust_head = "".join(f"<th>{esc(h)}</th>" for h in ROBUSTNESS_HEADER)
-        robust_rows = "".join(
-            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in robust
-        )
-        sections.insert(
-            0,
-            f"<section><h2>Robustness: the same rules on seeds nobody chose</h2>"
-            f"<p>{esc(ROBUST_TEXT)}</p><table><tr>{robust_head}</tr>{robust_rows}</table>"
-            "</section>",
-        )
+    body = re.sub(r'src="([^"]+\.png)"', embed, body)
+    # Anchors for the summary's links: a claim's heading gets the claim's id.
+    body = re.sub(r"<h2>([a-z0-9-]+)</h2>", r'<h2 id="\1">\1</h2>', body)
     return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>repro: results</title><style>{STYLE}</style></head><body>"
-        f"<h1>Results: the lecture's claims, reproduced</h1>"
-        f"<p>Written by <code>repro report</code>; verify with <code>repro check</code>.</p>"
-        f"<table><tr>{head}</tr>{''.join(rows)}</table>{''.join(sections)}</body></html>\n"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>repro: results</title><style>{STYLE}</style></head><body>\n{body}</body></html>\n"
     )
 
 
@@ -295,12 +235,12 @@ TABLE_START, TABLE_END = "<!-- claims-table", "<!-- /claims-table -->"
 
 def claims_table(root: Path) -> str:
     """The top-level README's claim table: id, slide, statement and committed verdict."""
-    lines = ["| claim | slide | statement | verdict |", "|---|---|---|---|"]
+    lines = ["| claim | slide | what the lecture rules test | verdict |", "|---|---|---|---|"]
     for claim in claims.all_claims():
-        record = _load(claim, root)
+        record = load(claim, root)
         verdict = record["verdict"]["verdict"] if record else "not run"
         link = f"[{claim.CLAIM_ID}](results/README.md#{claim.CLAIM_ID})"
-        lines.append(f"| {link} | {claim.SLIDE} | {_cell(claim.STATEMENT)} | {verdict} |")
+        lines.append(f"| {link} | {claim.SLIDE} | {cell(claim.STATEMENT)} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -313,8 +253,9 @@ def readme_with_table(text: str, root: Path) -> str:
 
 
 def write_report(root: Path, readme: Path | None = None) -> None:
-    write_text(root / "README.md", markdown(root))
-    write_text(root / "report.html", page(root))
+    text = markdown(root)
+    write_text(root / "README.md", text)
+    write_text(root / "report.html", page(root, text))
     write_manifest(root)
     if readme is not None:
         write_text(readme, readme_with_table(readme.read_text(), root))

@@ -1,13 +1,20 @@
-"""Compare a regenerated results directory with the committed one, and tabulate robustness.
+"""Compare results made elsewhere (another machine, another run, other seeds) with the
+committed ones, and tabulate robustness.
 
-Which comparison is fair depends on where the new results were made:
-- on the same machine (same CPU model, architecture, package versions and numerics
-  settings, such as oneDNN on or off, in provenance),
-  the same command must write the same bytes, so every CSV must be byte-identical;
-- on another machine, floating-point libraries round differently in the last bits, and
-  training amplifies such differences until curves differ by percents. What must agree
-  there is what the results claim: every verdict, and each rule's key statistic inside
-  the committed 95% interval (exact rules: the same outcome).
+Which comparison is fair depends on where the new results were made. Two runs are on "the
+same machine" when their provenance has the same identity (records.identity: the CPU's
+kernel-selecting instruction-set features, the numerics settings and package versions):
+the same command must then write the same bytes. Anywhere else floating-point libraries
+round differently in the last bits, training amplifies that until curves differ by
+percents, and a rerun is in effect a new sample of seeds. What must agree there is what
+the results claim:
+- every verdict, and every rule's outcome;
+- each rule's statistic within the acceptance region of a two-sample test: Welch's t-test
+  of the two means, each with its standard error recovered from its 95% interval, at a
+  family-wise 5% per claim (Bonferroni over the claim's rules with intervals). Requiring
+  the new statistic inside the old 95% interval instead would raise false alarms on about
+  one rule in six by chance alone; a test simulates reruns to keep this under 5% a claim;
+- an exact rule (no interval) within its stated tolerance.
 """
 
 from __future__ import annotations
@@ -18,60 +25,87 @@ from pathlib import Path
 
 import pandas as pd
 
-from repro import claims
-from repro.harness import UsageError
+from repro import UsageError, claims
+from repro.records import identity
+from repro.rules import CONFIDENCE, t_quantile
 
-SAME_MACHINE = (
-    "bytes (same CPU, package versions and numerics settings: the CSVs must be identical)"
-)
+SAME_MACHINE = "bytes (same machine: CPU features, package versions and numerics settings)"
 OTHER_MACHINE = (
-    "verdicts and each rule's statistic within the committed 95% interval (another CPU, "
-    "package versions or numerics settings: training amplifies last-bit rounding "
-    "differences, so bytes cannot match)"
+    "statistics (another machine: every verdict and rule outcome the same, each statistic "
+    "within a two-sample test's acceptance region at 5% per claim, exact rules within "
+    "their tolerance)"
 )
+EXACT_RELATIVE_TOLERANCE = 1e-9  # an exact rule with no stated tolerance: equal but for rounding
 
 
-def _record(root: Path, claim, name: str) -> dict | None:
-    path = root / claim.CLAIM_ID / name
+def record(root: Path, claim_id: str, name: str) -> dict | None:
+    path = root / claim_id / name
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _platform(provenance: dict | None):
-    return provenance and tuple(provenance.get(k) for k in ("machine", "versions", "numerics"))
-
-
 def same_machine(new: Path, old: Path) -> bool:
-    """Whether every claim of both directories ran on the same CPU with the same packages
-    and numerics settings."""
+    """Whether every claim of both directories ran with the same identity."""
     pairs = [
-        (_record(new, c, "provenance.json"), _record(old, c, "provenance.json"))
-        for c in claims.all_claims()
+        (record(new, c, "provenance.json"), record(old, c, "provenance.json"))
+        for c in claims.claim_ids()
     ]
     pairs = [(a, b) for a, b in pairs if a and b]
-    return bool(pairs) and all(
-        _platform(a) == _platform(b) and a.get("machine") is not None for a, b in pairs
-    )
+    return bool(pairs) and all(identity(a) == identity(b) for a, b in pairs)
 
 
-def _statistic_rows(claim, new_verdict: dict, old_verdict: dict):
-    """(row, ok) per rule: the new statistic inside the old interval, or the same outcome."""
-    old_rules = {r["name"]: r for r in old_verdict["rules"]}
-    for rule in new_verdict["rules"]:
-        old = old_rules.get(rule["name"])
-        if old is None:
-            yield (claim.CLAIM_ID, rule["name"], "NEW RULE", ""), False
-        elif old["low"] is None:
-            same = rule["outcome"] == old["outcome"]
-            status = "same outcome (exact rule)" if same else "OUTCOME CHANGED"
-            yield (claim.CLAIM_ID, rule["name"], status, f"{rule['measured']:.4g}"), same
-        else:
-            no_measurement = math.isnan(rule["measured"]) and math.isnan(old["measured"])
-            inside = no_measurement or old["low"] <= rule["measured"] <= old["high"]
-            detail = f"{rule['measured']:.4g} in [{old['low']:.4g}, {old['high']:.4g}]"
-            yield (
-                (claim.CLAIM_ID, rule["name"], "inside" if inside else "OUTSIDE", detail),
-                inside,
-            )
+def standard_error(rule: dict) -> float:
+    """The standard error of a rule's mean, recovered from its 95% t-interval."""
+    return (rule["high"] - rule["low"]) / 2 / t_quantile(rule["seeds"])
+
+
+def welch_limit(old: dict, new: dict, tests: int) -> float:
+    """The largest |new - old| that Welch's test accepts at 5% / `tests` (two-sided)."""
+    se_old, se_new = standard_error(old), standard_error(new)
+    variance = se_old**2 + se_new**2
+    if variance == 0:
+        return 0.0
+    # Welch-Satterthwaite degrees of freedom
+    df = variance**2 / (se_old**4 / (old["seeds"] - 1) + se_new**4 / (new["seeds"] - 1))
+    from scipy import stats
+
+    alpha = (1 - CONFIDENCE) / tests
+    return float(stats.t.ppf(1 - alpha / 2, df) * math.sqrt(variance))
+
+
+def statistic_agrees(old: dict, new: dict, tests: int) -> tuple[bool, str]:
+    """(whether `new` is an acceptable rerun of `old`, a line saying why)."""
+    if math.isnan(old["measured"]) or math.isnan(new["measured"]):
+        both = math.isnan(old["measured"]) and math.isnan(new["measured"])
+        return both, "no measurement in both" if both else "NaN in one run only"
+    difference = new["measured"] - old["measured"]
+    if old["low"] is None or new["low"] is None:
+        limit = max(old.get("tolerance", 0.0), EXACT_RELATIVE_TOLERANCE * abs(old["measured"]))
+        return abs(difference) <= limit, f"{difference:+.3g} (exact rule, tolerance {limit:.3g})"
+    limit = welch_limit(old, new, tests)
+    return abs(difference) <= limit, f"{difference:+.3g} (Welch limit {limit:.3g})"
+
+
+def compare_claim(claim_id: str, old: dict, new: dict, bytewise: bool):
+    """Rows (claim, what, status, detail) and whether all agree, for one claim's verdicts."""
+    rows, ok = [], old["verdict"] == new["verdict"]
+    change = f"CHANGED: {old['verdict']} -> {new['verdict']}"
+    rows.append((claim_id, "verdict", "same" if ok else change, new["verdict"]))
+    if bytewise:
+        return rows, ok
+    old_rules = {r["name"]: r for r in old["rules"]}
+    tests = max(1, sum(r["low"] is not None for r in old["rules"]))
+    for rule in new["rules"]:
+        before = old_rules.get(rule["name"])
+        if before is None:
+            rows.append((claim_id, rule["name"], "NEW RULE", ""))
+            ok = False
+            continue
+        agrees, detail = statistic_agrees(before, rule, tests)
+        same_outcome = before["outcome"] == rule["outcome"]
+        status = "OUTSIDE" if not agrees else "agrees" if same_outcome else "OUTCOME CHANGED"
+        rows.append((claim_id, rule["name"], status, detail))
+        ok &= agrees and same_outcome
+    return rows, ok
 
 
 def compare(new: Path, old: Path, verdicts_only: bool = False):
@@ -79,73 +113,98 @@ def compare(new: Path, old: Path, verdicts_only: bool = False):
     bytewise = same_machine(new, old)
     rows, ok = [], True
     for claim in claims.all_claims():
-        new_verdict, old_verdict = (
-            _record(new, claim, "verdict.json"),
-            _record(old, claim, "verdict.json"),
-        )
+        new_verdict = record(new, claim.CLAIM_ID, "verdict.json")
+        old_verdict = record(old, claim.CLAIM_ID, "verdict.json")
         if new_verdict is None or old_verdict is None:
             rows.append((claim.CLAIM_ID, "verdict", "MISSING", ""))
             ok = False
             continue
-        same = new_verdict["verdict"] == old_verdict["verdict"]
-        change = f"CHANGED: {old_verdict['verdict']} -> {new_verdict['verdict']}"
-        rows.append((claim.CLAIM_ID, "verdict", "same" if same else change, new_verdict["verdict"]))
-        ok &= same
         if verdicts_only:
+            same = new_verdict["verdict"] == old_verdict["verdict"]
+            rows.append((claim.CLAIM_ID, "verdict", "same" if same else "CHANGED", ""))
+            ok &= same
             continue
-        if not bytewise:
-            for row, matched in _statistic_rows(claim, new_verdict, old_verdict):
-                rows.append(row)
-                ok &= matched
-            continue
-        for name in claim.TABLES:
-            a, b = new / claim.CLAIM_ID / name, old / claim.CLAIM_ID / name
-            identical = a.exists() and b.exists() and a.read_bytes() == b.read_bytes()
-            rows.append((claim.CLAIM_ID, name, "identical" if identical else "DIFFERENT", ""))
-            ok &= identical
+        claim_rows, claim_ok = compare_claim(claim.CLAIM_ID, old_verdict, new_verdict, bytewise)
+        rows += claim_rows
+        ok &= claim_ok
+        if bytewise:
+            for name in claim.TABLES:
+                a, b = new / claim.CLAIM_ID / name, old / claim.CLAIM_ID / name
+                identical = a.exists() and b.exists() and a.read_bytes() == b.read_bytes()
+                rows.append((claim.CLAIM_ID, name, "identical" if identical else "DIFFERENT", ""))
+                ok &= identical
     return rows, ok, SAME_MACHINE if bytewise else OTHER_MACHINE
 
 
+# ----------------------------------------------------------------------- robustness
+
+ROBUSTNESS = "robustness.csv"
 ROBUSTNESS_COLUMNS = (
     "claim",
     "rule",
+    "kind",
     "seed_set",
     "seeds",
     "verdict",
     "statistic",
     "low",
     "high",
+    "seed_count",
+    "tolerance",
     "outcome",
+    "identity",
 )
 
 
 def robustness(default: Path, shifted: Path) -> pd.DataFrame:
-    """One row per claim, rule and seed set: the statistic, its interval and the outcome,
-    on the profile's seeds (default) and on as many seeds nobody chose (shifted)."""
+    """One row per claim, rule and seed set: the statistic, its interval, its kind and the
+    outcome, on the profile's seeds (default) and on the same number of seeds shifted by
+    1000, which no design was decided on (shifted)."""
+    import hashlib
+
     from repro.report import seed_text
 
     rows = []
-    for claim in claims.all_claims():
+    for claim_id in claims.claim_ids():
         for seed_set, root in (("default", default), ("shifted", shifted)):
-            verdict = _record(root, claim, "verdict.json")
-            provenance = _record(root, claim, "provenance.json")
+            verdict = record(root, claim_id, "verdict.json")
+            provenance = record(root, claim_id, "provenance.json")
             if verdict is None or provenance is None:
-                raise UsageError(f"{root}/{claim.CLAIM_ID}/: no complete run of the claim")
+                raise UsageError(f"{root}/{claim_id}/: no complete run of the claim")
+            machine = hashlib.sha256(identity(provenance).encode()).hexdigest()[:12]
             for rule in verdict["rules"]:
                 rows.append(
                     {
-                        "claim": claim.CLAIM_ID,
+                        "claim": claim_id,
                         "rule": rule["name"],
+                        "kind": rule["kind"],
                         "seed_set": seed_set,
                         "seeds": seed_text(provenance["seeds"]),
                         "verdict": verdict["verdict"],
                         "statistic": rule["measured"],
                         "low": rule["low"],
                         "high": rule["high"],
+                        "seed_count": rule["seeds"],
+                        "tolerance": rule["tolerance"],
                         "outcome": rule["outcome"],
+                        "identity": machine,
                     }
                 )
     return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
 
 
-ROBUSTNESS = "robustness.csv"
+def table_rules(rows: pd.DataFrame) -> list[dict]:
+    """robustness.csv rows as rule records, as verdict.json holds them."""
+    return [
+        {
+            "name": r.rule,
+            "kind": r.kind,
+            "measured": r.statistic,
+            "low": None if pd.isna(r.low) else r.low,  # empty for an exact rule
+            "high": None if pd.isna(r.high) else r.high,
+            "seeds": None if pd.isna(r.seed_count) else int(r.seed_count),
+            "tolerance": r.tolerance,
+            "outcome": r.outcome,
+        }
+        for r in rows.itertuples()
+    ]

@@ -1,12 +1,12 @@
-"""Shared fixtures: the quick profile of every claim, run once per test session."""
+"""Shared fixtures: each claim's quick profile, run at most once per test session."""
 
 import shutil
 
 import pytest
 
 from repro import claims
-from repro.harness import run_claim
 from repro.report import write_report
+from repro.runner import run_claim
 
 
 def pytest_configure(config):
@@ -14,18 +14,35 @@ def pytest_configure(config):
     # that this package can neither cause nor fix.
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:keras_tuner")
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:keras.src.backend")
-    # Silenced for users in repro.models too; pytest resets warning filters for each test.
-    config.addinivalue_line("filterwarnings", "ignore:`shuffle=True` was passed:UserWarning")
+    config.addinivalue_line(
+        "markers",
+        "portability: guards results across machines; CI reruns these under the other "
+        "kernel choice (TF_ENABLE_ONEDNN_OPTS=1)",
+    )
 
 
 @pytest.fixture(scope="session")
-def quick_results(tmp_path_factory):
-    """A results directory holding every registered claim's quick run and the report."""
+def quick_run(tmp_path_factory):
+    """quick_run(claim_id) -> the claim's quick-profile results directory, run on first use."""
     root = tmp_path_factory.mktemp("results")
-    for claim in claims.all_claims():
-        run_claim(claim, "quick", tuple(claim.SEEDS["quick"]), root)
-    write_report(root)
-    return root
+
+    def run(claim_id: str):
+        if not (root / claim_id / "verdict.json").exists():
+            claim = claims.get(claim_id)
+            run_claim(claim, "quick", tuple(claim.SEEDS["quick"]), root)
+        return root / claim_id
+
+    run.root = root
+    return run
+
+
+@pytest.fixture(scope="session")
+def quick_results(quick_run):
+    """A results directory holding every registered claim's quick run and the report."""
+    for claim_id in claims.claim_ids():
+        quick_run(claim_id)
+    write_report(quick_run.root)
+    return quick_run.root
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import pytest
 from repro import claims
 from repro.check import check, same_record, write_manifest
 from repro.cli import main
-from repro.harness import Rule, Verdict, read_csv, run_claim, write_csv
+from repro.records import read_csv, write_csv
+from repro.rules import Rule, Verdict
+from repro.runner import run_claim
 from repro.verify import compare, robustness
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results"

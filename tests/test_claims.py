@@ -7,7 +7,7 @@ import pytest
 from repro import claims
 from repro.check import MANIFEST, check, write_manifest
 from repro.cli import main
-from repro.harness import run_claim
+from repro.runner import run_claim
 
 ALL = claims.claim_ids()
 # Claims rerun to prove byte-identical CSVs: a NumPy claim and Keras training claims.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from repro.claims import exploding_product
-from repro.harness import read_csv, write_csv
+from repro.records import read_csv, write_csv
 
 SMALL = exploding_product.Config(chains=400, sizes=(2, 4, 8), sweep_chains_times_size=1600)
 

@@ -1,111 +1,128 @@
-"""The shared training path: the batch pipelines, whole epochs per call of the step, and
-one compiled model restarted for many runs."""
+"""The training path: one compiled call per epoch, the same updates as step-by-step
+training, Keras callbacks between epochs, restarts that equal new models."""
 
-import keras
 import numpy as np
+import pytest
 
+from repro import backend
+from repro.backend import keras, seed_everything
 from repro.data import digits, mnist1d
-from repro.harness import seed_everything
-from repro.models import EPOCH_PER_CALL, Retrainable, adam_classifier, batches, repeated_batch
+from repro.models import accuracy, batched, classifier, fit, mlp, predict, restart, validation
 
 
-def epoch_orders(data, epochs: int) -> list[list[int]]:
-    return [np.concatenate([x[:, 0] for x, _ in data]).astype(int).tolist() for _ in range(epochs)]
+def small_data(n=300, features=12, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = (x[:, :classes].argmax(axis=1)).astype("int64")
+    return x, y
 
 
-def test_batches_shuffle_every_epoch_and_repeat_for_the_same_seed():
-    x = np.arange(10, dtype="float32")[:, None]
-    y = np.arange(10)
-    first, second = epoch_orders(batches(x, y, 3, shuffle_seed=1), 2)
-    assert sorted(first) == sorted(second) == list(range(10))  # each example once per epoch
-    assert first != second  # a new order every epoch
-    assert epoch_orders(batches(x, y, 3, shuffle_seed=1), 2) == [first, second]
-    assert epoch_orders(batches(x, y, 3), 1) == [list(range(10))]  # no seed: in order
-    (_, targets), *_ = batches(x, [y, 2 * y], 4)  # one target per output
-    assert [t.numpy().tolist() for t in targets] == [[0, 1, 2, 3], [0, 2, 4, 6]]
+def net(seed, dropout_rate=0.0, regularizer=None, hidden=(16, 16)):
+    seed_everything(seed)
+    model = mlp(12, 4, hidden, dropout_rate=dropout_rate)
+    if regularizer:
+        for layer in model.layers:
+            layer.kernel_regularizer = regularizer
+    return classifier(model, 1e-2)
 
 
-def test_a_whole_epoch_per_call_trains_exactly_like_one_batch_per_call():
-    x, y, _, _ = digits()
-    x, y = x[:200], y[:200]
-
-    def train(steps_per_execution):
-        seed_everything(3)
-        model = adam_classifier(x.shape[1], (32,), 1e-2)
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-2),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            steps_per_execution=steps_per_execution,
-        )
-        history = model.fit(batches(x, y, 16, shuffle_seed=3), epochs=3, verbose=0)
-        return history.history["loss"], model.get_weights()
-
-    (loss_one, weights_one), (loss_epoch, weights_epoch) = train(1), train(EPOCH_PER_CALL)
-    assert loss_one == loss_epoch
-    for one, epoch in zip(weights_one, weights_epoch, strict=True):
-        np.testing.assert_array_equal(one, epoch)
+def weights(model):
+    return [np.asarray(w) for w in model.get_weights()]
 
 
-def test_repeated_batch_is_the_whole_set_every_step():
-    x, y = np.arange(6, dtype="float32").reshape(3, 2), np.arange(3)
-    steps = list(repeated_batch(x, [y, y], 4))
-    assert len(steps) == 4
-    for inputs, (first, second) in steps:
-        np.testing.assert_array_equal(inputs, x)
-        np.testing.assert_array_equal(first, y)
-        np.testing.assert_array_equal(second, y)
+def test_batched_covers_every_example_once_and_pads_the_last_batch_with_weight_zero():
+    x, y = small_data(n=10)
+    xb, yb, wb = batched(x, y, 4, np.random.default_rng(0))
+    assert xb.shape == (3, 4, 12) and yb.shape == (3, 4) and wb.shape == (3, 4)
+    assert wb.sum() == 10 and wb[-1].tolist() == [1, 1, 0, 0]
+    rows = xb.reshape(12, 12)[wb.reshape(12) == 1]
+    assert sorted(map(tuple, rows)) == sorted(map(tuple, x))
+
+
+def test_a_compiled_epoch_takes_the_same_steps_as_one_step_at_a_time():
+    """The epoch as one call equals the same batches stepped one by one, eagerly: the
+    padded last batch's loss is the mean over its real examples, penalties included."""
+    x, y = small_data(n=50)
+    regularizer = keras.regularizers.L2(1e-3)
+    model, reference = net(0, regularizer=regularizer), net(0, regularizer=regularizer)
+    fit(model, x, y, epochs=1, batch_size=16, seed=3)
+    xb, yb, wb = batched(x, y, 16, np.random.default_rng(3))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    reference.optimizer.build(reference.trainable_variables)
+    for xs, ys, ws in zip(xb, yb, wb, strict=True):
+        real = ws == 1
+
+        def total(trainable, xs=xs[real], ys=ys[real]):
+            output, _, penalties = reference.stateless_call(
+                trainable, [], xs, training=True, return_losses=True
+            )
+            return loss(ys, output) + sum(penalties)
+
+        values = [v.value for v in reference.trainable_variables]
+        _, (gradients,) = backend.gradient(total, values)
+        reference.optimizer.apply(gradients, reference.trainable_variables)
+    for a, b in zip(weights(model), weights(reference), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_same_seed_trains_the_same_bytes_and_another_seed_does_not():
+    x, y = small_data()
+    runs = []
+    for order_seed in (1, 1, 2):
+        model = net(0, dropout_rate=0.3)
+        fit(model, x, y, epochs=3, batch_size=32, seed=order_seed)
+        runs.append(b"".join(w.tobytes() for w in weights(model)))
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_keras_early_stopping_runs_between_epochs_and_restores_the_best_weights():
+    x, y = small_data()
+    model = net(0)
+    stop = keras.callbacks.EarlyStopping("val_loss", patience=2, restore_best_weights=True)
+    # A validation set the model cannot learn: its loss soon rises, so training stops.
+    x_val, y_val = small_data(seed=1)
+    history = fit(
+        model, x, y, epochs=200, batch_size=32, seed=0, callbacks=[stop],
+        evaluate=validation(x_val, (y_val + 1) % 4),
+    )
+    assert len(history) < 200
+    best = min(row["val_loss"] for row in history)
+    assert validation(x_val, (y_val + 1) % 4)(model)["val_loss"] == pytest.approx(best, rel=1e-5)
+    assert [row["epoch"] for row in history] == list(range(1, len(history) + 1))
 
 
 def test_a_restarted_model_trains_exactly_like_a_new_one():
-    x, y, _, _ = digits()
-    x, y = x[:200], y[:200]
-
-    def fit(model, seed):
-        history = model.fit(batches(x, y, 16, shuffle_seed=seed), epochs=3, verbose=0)
-        return history.history["loss"], model.get_weights()
-
-    def new_model(seed):
-        seed_everything(seed)
-        return adam_classifier(x.shape[1], (32,), 1e-2)
-
-    net = Retrainable(lambda: adam_classifier(x.shape[1], (32,), 1e-2))
-    train_functions = set()
-    for seed in (3, 4, 3):  # each run after other runs of the same compiled model
-        (new_loss, new_weights), (loss, weights) = (
-            fit(new_model(seed), seed),
-            fit(net.restart(seed), seed),
-        )
-        assert loss == new_loss
-        for got, want in zip(weights, new_weights, strict=True):
-            np.testing.assert_array_equal(got, want)
-        train_functions.add(net.model.train_function)
-    assert len(train_functions) == 1  # one compiled step served every run
-
-
-def test_a_restarted_model_draws_the_dropout_masks_of_a_new_one():
-    import keras
-
-    x = np.ones((8, 16), dtype="float32")
+    x, y = small_data()
 
     def build():
-        model = keras.Sequential([keras.Input((16,)), keras.layers.Dropout(0.5)])
-        model.compile(optimizer="sgd", loss="mse")
-        return model
+        return classifier(mlp(12, 4, (16, 16), dropout_rate=0.3), 1e-2)
 
-    net = Retrainable(build)
-    for seed in (5, 6, 5):  # after other runs, and after itself
-        seed_everything(seed)
-        expected = np.asarray(build()(x, training=True))
-        np.testing.assert_array_equal(np.asarray(net.restart(seed)(x, training=True)), expected)
+    seed_everything(5)
+    reused = build()
+    fit(reused, x, y, epochs=2, batch_size=32, seed=0)  # its compiled epoch is kept
+    restart(reused, build, 7)
+    fit(reused, x, y, epochs=2, batch_size=32, seed=1)
+    seed_everything(7)
+    new = build()
+    fit(new, x, y, epochs=2, batch_size=32, seed=1)
+    for a, b in zip(weights(reused), weights(new), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
-def test_mnist1d_is_the_packages_generator_to_the_bit():
-    from mnist1d.data import get_dataset_args, make_dataset
+def test_predict_turns_dropout_off_and_accuracy_scores_it():
+    x, y = small_data()
+    model = net(0, dropout_rate=0.5)
+    np.testing.assert_array_equal(predict(model, x), predict(model, x))
+    np.testing.assert_allclose(predict(model, x), model(x, training=False), rtol=1e-6)
+    assert 0 <= accuracy(model, x, y) <= 1
 
-    for seed in (42, 7):
-        args = get_dataset_args()
-        args.num_samples, args.seed = 500, seed
-        package = make_dataset(args)
-        ours = mnist1d.__wrapped__(num_samples=500, seed=seed)  # not the cached copy
-        for name, array in zip(("x", "y", "x_test", "y_test"), ours, strict=True):
-            assert np.array_equal(array, package[name].astype(array.dtype)), (seed, name)
+
+def test_data_sets_are_offline_and_keep_numpys_global_stream():
+    np.random.seed(3)
+    expected = np.random.random()
+    np.random.seed(3)
+    x, y, x_test, y_test = mnist1d(num_samples=200)
+    assert np.random.random() == expected  # the generator's reseeding was undone
+    assert x.shape == (160, 40) and x_test.shape == (40, 40) and set(y) <= set(range(10))
+    x, y, x_test, y_test = digits()
+    assert x.shape[1] == 64 and x.max() <= 1 and len(x) + len(x_test) == 1797

@@ -16,7 +16,7 @@ import pytest
 import repro
 from repro.claims import tuning
 from repro.cli import main as repro_main
-from repro.harness import run_claim
+from repro.runner import run_claim
 
 # A small search that still has trials left to resume: RandomSearch, 3 trials, seed 1.
 SMALL = ["tuners=random", "trials=3", "max_hidden_layers=2", "max_epochs=2", "min_epochs=1"]
@@ -24,7 +24,7 @@ SEED = "1"
 
 
 def small_config():
-    from repro.harness import override
+    from repro.runner import override
 
     return override(tuning.PROFILES["quick"], SMALL)
 

@@ -10,7 +10,7 @@ Adding a claim is adding a module.
 import importlib
 import pkgutil
 
-from repro.harness import UsageError
+from repro import UsageError
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 

@@ -74,17 +74,10 @@ import pandas as pd
 import tensorflow as tf
 
 from repro.data import digits
-from repro.figures import figure, seed_band, seed_legend
-from repro.harness import (
-    Rule,
-    Verdict,
-    progress,
-    read_csv,
-    save_figure,
-    spread,
-    write_csv,
-)
+from repro.figures import figure, save_figure, seed_band, seed_legend
 from repro.models import EpochAccuracy, Retrainable
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, spread
 
 CLAIM_ID = "constant-init-symmetry"
 SLIDE = "Breaking the Symmetry"

@@ -62,19 +62,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from repro.backend import seed_everything
 from repro.data import digits
-from repro.figures import figure, seed_band, seed_legend
-from repro.harness import (
-    Rule,
-    Verdict,
-    mean_interval,
-    progress,
-    read_csv,
-    save_figure,
-    seed_everything,
-    write_csv,
-)
+from repro.figures import figure, save_figure, seed_band, seed_legend
 from repro.models import EPOCH_PER_CALL, EpochAccuracy, Retrainable, batches, mlp
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, mean_interval
 
 CLAIM_ID = "deep-sigmoid-vs-relu"
 SLIDE = "Vanishing and Exploding Gradients"

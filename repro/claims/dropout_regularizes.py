@@ -84,17 +84,10 @@ import numpy as np
 import pandas as pd
 
 from repro.data import mnist1d
-from repro.figures import figure
-from repro.harness import (
-    Rule,
-    Verdict,
-    mean_interval,
-    progress,
-    read_csv,
-    save_figure,
-    write_csv,
-)
+from repro.figures import figure, save_figure
 from repro.models import EPOCH_PER_CALL, Retrainable, batches, mlp
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, mean_interval
 
 CLAIM_ID = "dropout-regularizes"
 SLIDE = "Dropout"

@@ -43,18 +43,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from repro.figures import figure
-from repro.harness import (
-    Rule,
-    Verdict,
-    progress,
-    read_csv,
-    save_figure,
-    seed_agreement,
-    seed_everything,
-    spread,
-    write_csv,
-)
+from repro.backend import seed_everything
+from repro.figures import figure, save_figure
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, seed_agreement, spread
 
 CLAIM_ID = "dropout-unbiased"
 SLIDE = "Dropout"

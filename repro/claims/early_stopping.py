@@ -51,17 +51,10 @@ import numpy as np
 import pandas as pd
 
 from repro.data import digits, randomize_labels
-from repro.figures import figure, seed_band
-from repro.harness import (
-    Rule,
-    Verdict,
-    agreement_by,
-    progress,
-    read_csv,
-    save_figure,
-    write_csv,
-)
+from repro.figures import figure, save_figure, seed_band
 from repro.models import EpochAccuracy, Retrainable, accuracy, adam_classifier, batches
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, agreement_by
 
 CLAIM_ID = "early-stopping"
 SLIDE = "Generalization in Deep Learning"

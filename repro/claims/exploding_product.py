@@ -57,8 +57,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma
 
-from repro.figures import figure
-from repro.harness import Rule, Verdict, progress, read_csv, save_figure, spread, write_csv
+from repro.figures import figure, save_figure
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, spread
 
 CLAIM_ID = "exploding-product"
 SLIDE = "Numerical Stability and Initialization"

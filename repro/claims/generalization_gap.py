@@ -38,17 +38,10 @@ import pandas as pd
 from matplotlib.ticker import FormatStrFormatter, LogLocator
 
 from repro.data import digits
-from repro.figures import figure, seed_band
-from repro.harness import (
-    Rule,
-    Verdict,
-    progress,
-    read_csv,
-    save_figure,
-    spread,
-    write_csv,
-)
+from repro.figures import figure, save_figure, seed_band
 from repro.models import Retrainable, accuracy, adam_classifier, batches
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, spread
 
 CLAIM_ID = "generalization-gap"
 SLIDE = "Generalization in Deep Learning"

@@ -46,17 +46,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from repro.figures import figure, seed_band
-from repro.harness import (
-    Rule,
-    Verdict,
-    progress,
-    read_csv,
-    save_figure,
-    spread,
-    write_csv,
-)
+from repro.figures import figure, save_figure, seed_band
 from repro.models import EPOCH_PER_CALL, Retrainable, repeated_batch
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, spread
 
 CLAIM_ID = "input-noise-tikhonov"
 SLIDE = "Dropout"

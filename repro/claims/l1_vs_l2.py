@@ -63,17 +63,10 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import Lasso
 
-from repro.figures import figure
-from repro.harness import (
-    Rule,
-    Verdict,
-    progress,
-    read_csv,
-    save_figure,
-    spread,
-    write_csv,
-)
+from repro.figures import figure, save_figure
 from repro.models import EPOCH_PER_CALL, Retrainable, repeated_batch
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, spread
 
 CLAIM_ID = "l1-vs-l2"
 SLIDE = "Weight Decay"

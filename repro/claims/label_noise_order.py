@@ -58,17 +58,10 @@ import numpy as np
 import pandas as pd
 
 from repro.data import digits, mnist1d, randomize_labels
-from repro.figures import figure, seed_band
-from repro.harness import (
-    Rule,
-    Verdict,
-    progress,
-    read_csv,
-    save_figure,
-    spread,
-    write_csv,
-)
+from repro.figures import figure, save_figure, seed_band
 from repro.models import EpochAccuracy, Retrainable, adam_classifier, batches
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, spread
 
 CLAIM_ID = "label-noise-order"
 SLIDE = "Generalization in Deep Learning"

@@ -82,17 +82,10 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from repro.data import digits
-from repro.figures import figure
-from repro.harness import (
-    Rule,
-    Verdict,
-    mean_interval,
-    progress,
-    read_csv,
-    save_figure,
-    write_csv,
-)
+from repro.figures import figure, save_figure
 from repro.models import EPOCH_PER_CALL, Retrainable, batches
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, mean_interval
 
 CLAIM_ID = "mc-dropout"
 SLIDE = "Dropout"

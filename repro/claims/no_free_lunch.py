@@ -58,8 +58,9 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from repro.figures import figure
-from repro.harness import Rule, Verdict, progress, read_csv, save_figure, seed_agreement, write_csv
+from repro.figures import figure, save_figure
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, seed_agreement
 
 CLAIM_ID = "no-free-lunch"
 SLIDE = "Generalization in Deep Learning"

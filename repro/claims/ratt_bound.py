@@ -70,18 +70,10 @@ import numpy as np
 import pandas as pd
 
 from repro.data import digits
-from repro.figures import figure, seed_band
-from repro.harness import (
-    Rule,
-    Verdict,
-    progress,
-    read_csv,
-    save_figure,
-    seed_agreement,
-    spread,
-    write_csv,
-)
+from repro.figures import figure, save_figure, seed_band
 from repro.models import EpochAccuracy, Retrainable, adam_classifier, batches
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, seed_agreement, spread
 
 CLAIM_ID = "ratt-bound"
 SLIDE = "Generalization in Deep Learning"

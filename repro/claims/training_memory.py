@@ -106,16 +106,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from repro.harness import (
-    Rule,
-    Verdict,
-    progress,
-    read_csv,
-    save_figure,
-    seed_everything,
-    spread,
-    write_csv,
-)
+from repro.backend import seed_everything
+from repro.figures import save_figure
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, spread
 
 CLAIM_ID = "training-memory"
 SLIDE = "Training Neural Networks"

@@ -66,21 +66,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from repro import search
+from repro import UsageError, search
+from repro.backend import seed_everything
 from repro.data import mnist1d
-from repro.figures import figure
-from repro.harness import (
-    Rule,
-    UsageError,
-    Verdict,
-    mean_interval,
-    progress,
-    read_csv,
-    save_figure,
-    seed_agreement,
-    seed_everything,
-    write_csv,
-)
+from repro.figures import figure, save_figure
+from repro.records import progress, read_csv, write_csv
+from repro.rules import Rule, Verdict, mean_interval, seed_agreement
 
 CLAIM_ID = "tuning"
 SLIDE = "Network tuning"

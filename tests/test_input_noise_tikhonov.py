@@ -1,3 +1,4 @@
+# TRIM (helper for input_noise_tikhonov): this is a copy of test_dropout_decay.py; keep only what tests input_noise_tikhonov, then delete this line.
 """Section D claims: exact formulas, config validation, and verdicts that flip on doctored CSVs."""
 
 import numpy as np
@@ -5,7 +6,8 @@ import pandas as pd
 import pytest
 
 from repro import claims
-from repro.harness import read_csv, run_claim, write_csv
+from repro.records import read_csv, write_csv
+from repro.runner import run_claim
 
 SECTION_D = (
     "dropout-unbiased",

@@ -1,3 +1,4 @@
+# TRIM (helper for dropout_regularizes): this is a copy of test_dropout_mc.py; keep only what tests dropout_regularizes, then delete this line.
 """dropout-regularizes and mc-dropout: configs, scores, and rules that fail on broken variants."""
 
 import keras
@@ -6,8 +7,10 @@ import pandas as pd
 import pytest
 
 from repro import claims
-from repro.harness import FAIL, PASS, read_csv, run_claim, write_csv
 from repro.models import batches
+from repro.records import read_csv, write_csv
+from repro.rules import FAIL, PASS
+from repro.runner import run_claim
 
 DROPOUT = claims.get("dropout-regularizes")
 MC = claims.get("mc-dropout")

@@ -1,3 +1,4 @@
+# TRIM (helper for ratt_bound): this is a copy of test_generalization.py; keep only what tests ratt_bound, then delete this line.
 """Section C claims: the label-noise helper, the RATT formula, and verdicts that can fail.
 
 Each verdict test builds a small table in which the claim holds, checks the verdict says
@@ -18,7 +19,8 @@ from repro.claims import (
     ratt_bound,
 )
 from repro.data import randomize_labels
-from repro.harness import run_claim, write_csv
+from repro.records import write_csv
+from repro.runner import run_claim
 
 # ------------------------------------------------------------------ label-noise helper
 

@@ -1,3 +1,4 @@
+# TRIM (helper for training_memory): this is a copy of test_backprop_memory_sigmoid.py; keep only what tests training_memory, then delete this line.
 """backprop-gradient, training-memory, sigmoid-vanishes: formulas, configs, verdicts that flip."""
 
 import shutil
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 from repro.claims import backprop_gradient, sigmoid_vanishes, training_memory
-from repro.harness import read_csv, write_csv
+from repro.records import read_csv, write_csv
 
 # Small runs of the claims' own `run`, made once for this file; each test that damages
 # a CSV works on its own copy. (The quick profiles themselves run in test_claims.py.)

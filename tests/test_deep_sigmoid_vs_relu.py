@@ -1,3 +1,4 @@
+# TRIM (helper for deep_sigmoid_vs_relu): this is a copy of test_deep_init_symmetry.py; keep only what tests deep_sigmoid_vs_relu, then delete this line.
 """deep-sigmoid-vs-relu, initialization and constant-init-symmetry: their verdicts follow the
 numbers in the CSVs, their configs reject nonsense, and their building blocks compute what
 the modules say they compute."""
@@ -9,12 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from repro.backend import seed_everything
 from repro.claims import constant_init_symmetry as symmetry
 from repro.claims import deep_sigmoid_vs_relu as deep
 from repro.claims import initialization as init
 from repro.data import digits
-from repro.harness import run_claim, seed_everything, write_csv
 from repro.models import batches, mlp
+from repro.records import write_csv
+from repro.runner import run_claim
 
 SEEDS = (0, 1, 2)
 

@@ -6,15 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro.harness import (
-    Rule,
-    UsageError,
-    Verdict,
-    choose_seeds,
-    override,
-    parse_seeds,
-    write_csv,
-)
+from repro import UsageError
+from repro.records import write_csv
+from repro.rules import Rule, Verdict
+from repro.runner import choose_seeds, override, parse_seeds
 
 
 def test_atomic_write_leaves_no_partial_file_when_the_writer_raises(tmp_path, monkeypatch):
