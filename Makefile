@@ -1,14 +1,12 @@
 # repro: every claim of the lecture as a Make target. `make help` lists the targets.
-# Each claim's results are real files that depend on the claim's module and the harness,
-# so a second `make all` does nothing and `make -j2 all` runs independent claims at once.
+# Each claim's results are real files that depend on the claim's module and the shared core,
+# so a second `make all` does nothing and independent claims run side by side.
 
 PYTHON ?= python3
 # Independent claims run side by side unless a -j is given (make -j1 all), one job more
-# than there are cores: a claim process on one TensorFlow thread leaves its core idle part
-# of the time (TensorFlow hands each function call between its threads; alone, a process
-# keeps 0.88 of a core busy), and the extra job fills those gaps. From scratch on 2 cores,
-# `make all` took 716 s at -j3 against 752 s at -j2, with byte-identical CSVs.
-# nproc would count OMP_NUM_THREADS, which repro sets to 1 for its own processes.
+# than there are cores: a claim process on one thread leaves its core idle part of the time
+# (imports, writing files, Python between compiled epochs), and the extra job fills those
+# gaps. nproc would count OMP_NUM_THREADS, which repro sets to 1 for its own processes.
 CORES := $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 1)
 ifeq ($(filter -j% j%,$(MAKEFLAGS)),)
 MAKEFLAGS += -j$(shell expr $(CORES) + 1)
@@ -16,30 +14,34 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 REPRO := $(BIN)/repro
-RESULTS := results
+# BACKEND=jax runs the claims on Keras' JAX backend, into build/jax unless RESULTS is given.
+BACKEND ?= tensorflow
+RESULTS ?= $(if $(filter jax,$(BACKEND)),build/jax,results)
 PROFILE ?= full
 SEED_OFFSET ?= 0
+export KERAS_BACKEND := $(BACKEND)
 
 CLAIM_MODULES := $(filter-out _%,$(basename $(notdir $(wildcard repro/claims/*.py))))
+# Claims about TensorFlow itself say so (BACKENDS = ("tensorflow",)) and skip the JAX run.
+TF_ONLY := $(basename $(notdir $(shell grep -l '^BACKENDS = ("tensorflow",)' repro/claims/*.py)))
 # The longest work comes first, so that `make -j` starts it first and packs the rest around
-# it: the tuning searches (see the end), then the longest claims. The tuning claim comes
-# after the claims that run beside the searches: make visits a target once and, if what it
-# needs is still running, only again at the end, where the claim then ran alone. Listed
-# third, it was visited while the searches still ran (`make bench`: it started at 538 s
-# and ran 37 s alone at the end).
+# it. The tuning claim comes after the claims that run beside its searches: make visits a
+# target once and, if what it needs is still running, only again at the end.
 LONGEST := initialization dropout-regularizes label-noise-order mc-dropout tuning \
   deep-sigmoid-vs-relu training-memory early-stopping
-ALL_CLAIMS := $(subst _,-,$(CLAIM_MODULES))
+ALL_CLAIMS := $(subst _,-,$(if $(filter jax,$(BACKEND)),$(filter-out $(TF_ONLY),$(CLAIM_MODULES)),$(CLAIM_MODULES)))
 CLAIMS := $(foreach c,$(LONGEST),$(filter $(c),$(ALL_CLAIMS))) \
           $(filter-out $(LONGEST),$(ALL_CLAIMS))
 VERDICTS := $(CLAIMS:%=$(RESULTS)/%/verdict.json)
-# What every claim's numbers depend on besides its own module; a new .venv (a fresh
-# machine, or a changed pyproject.toml) reruns every claim.
+# What every claim's numbers depend on besides its own module (repro/records.py lists the
+# same core modules for provenance); a new .venv (a fresh machine, a changed pyproject.toml
+# or constraints.txt) reruns every claim.
 CLAIM_DEPS := $(addprefix repro/,__init__.py backend.py data.py figures.py models.py records.py \
   rules.py)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv all test lint check report verify fresh-seeds bench browser clean $(CLAIMS)
+.PHONY: help venv all test lint check report verify fresh-seeds backends bench browser clean \
+  $(CLAIMS)
 # Only the committed results/ also refresh the claim table of the top-level README.
 README_FLAG = $(if $(filter results,$(RESULTS)),--readme README.md)
 
@@ -47,14 +49,15 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 24
 	@echo "claims (make <claim>): $(CLAIMS)"
 
-# The virtual environment is rebuilt whenever pyproject.toml changes.
-$(BIN)/.installed: pyproject.toml
+# The virtual environment is rebuilt whenever pyproject.toml or constraints.txt changes; the
+# constraints pin every package to the versions the committed results were made with.
+$(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-venv: $(BIN)/.installed ## create or refresh .venv from pyproject.toml
+venv: $(BIN)/.installed ## create or refresh .venv from pyproject.toml and constraints.txt
 
 all: $(RESULTS)/MANIFEST.sha256 ## regenerate every result with the full profile, then the report
 
@@ -78,8 +81,14 @@ lint: $(BIN)/.installed ## ruff format check and lint
 	$(BIN)/ruff format --check repro tests
 	$(BIN)/ruff check repro tests
 
-test: $(BIN)/.installed lint browser ## lint, then run the test suite (quick profiles)
+# The whole suite on TensorFlow with its own kernels (oneDNN off, repro's default); then the
+# tests that guard results across machines again under the other kernel choice, oneDNN on,
+# which is what TensorFlow picks by itself on CPUs with AVX-512; then the training path and
+# one claim on Keras' JAX backend.
+test: $(BIN)/.installed lint browser ## lint, then the tests (quick profiles), both kernels, JAX
 	$(BIN)/pytest
+	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/pytest -m portability
+	KERAS_BACKEND=jax $(BIN)/pytest -m backends
 
 # The report is checked in a real headless browser: Debian's Chromium, installed if missing.
 # Where it cannot be installed (no apt-get, not root) the browser test is skipped and says
@@ -101,15 +110,23 @@ verify: $(BIN)/.installed ## regenerate everything into build/verify and compare
 	REPRO_TUNER_WORK=$(CURDIR)/build/verify-tuner-work $(MAKE) all RESULTS=build/verify
 	$(REPRO) compare build/verify --against $(RESULTS)
 
-# Seeds shifted by 1000 were never used to decide a rule. A changed verdict is reported
-# (and makes the target fail) but the table is written either way: it is the evidence.
+# Seeds shifted by 1000 are run only once every design is frozen, and never change one. A
+# changed verdict is reported (and makes the target fail) but the table is written either
+# way: it is the evidence.
 FRESH := build/fresh-seeds
-fresh-seeds: $(BIN)/.installed ## rerun every claim on unused seeds; write results/robustness.csv
+fresh-seeds: $(BIN)/.installed ## rerun every claim on seeds shifted by 1000: results/robustness.csv
 	$(MAKE) all RESULTS=$(FRESH) SEED_OFFSET=1000
 	$(REPRO) robustness $(FRESH) --against $(RESULTS); status=$$?; \
 	  $(REPRO) report --out $(RESULTS) $(README_FLAG) && exit $$status
 
-bench: $(BIN)/.installed ## time make all from scratch (default -j), each claim, the no-op make all
+# Every claim that is not about TensorFlow itself, rerun on Keras' JAX backend (other random
+# streams, other kernels) into build/jax; results/backends.csv lists both verdicts.
+backends: $(BIN)/.installed ## rerun the claims on JAX into build/jax: results/backends.csv
+	REPRO_TUNER_WORK=$(CURDIR)/build/jax-tuner-work $(MAKE) all BACKEND=jax
+	$(REPRO) backends build/jax --against results; status=$$?; \
+	  $(REPRO) report --out results --readme README.md && exit $$status
+
+bench: $(BIN)/.installed ## time make all from scratch, the training path against Keras fit
 	$(BIN)/python -m repro.bench --out $(RESULTS)/bench.csv
 	$(REPRO) report --out $(RESULTS) $(README_FLAG)
 

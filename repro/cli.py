@@ -10,7 +10,7 @@ from pathlib import Path
 from repro import UsageError, claims
 from repro.report import kind_counts, rule_text
 from repro.rules import deciding_rule
-from repro.runner import choose_seeds, leftover_scratch, override, run_claim
+from repro.runner import choose_seeds, leftover_scratch, override, run_claim, runs_here
 
 RESULTS = Path("results")
 
@@ -63,6 +63,8 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     selected = [claims.get(claim_id) for claim_id in args.claims]  # fail fast on a bad id
+    for claim in selected:
+        runs_here(claim)
     if args.settings and len(selected) > 1:
         raise UsageError("--set applies to one claim at a time")
     plans = [

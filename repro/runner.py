@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from repro import UsageError
+from repro import UsageError, backend
 from repro.records import provenance, write_json
 from repro.rules import Verdict
 
@@ -68,6 +68,16 @@ def override(config, assignments: list[str]):
         raise UsageError(str(err)) from None
 
 
+def runs_here(claim) -> None:
+    """Refuse, in one line, a claim about TensorFlow itself on another backend."""
+    backends = getattr(claim, "BACKENDS", backend.BACKENDS)
+    if backend.name() not in backends:
+        raise UsageError(
+            f"{claim.CLAIM_ID} runs on {', '.join(backends)} only, not on KERAS_BACKEND="
+            f"{backend.name()}: it is about TensorFlow itself"
+        )
+
+
 def leftover_scratch(out_root: Path, claim_id: str = "*") -> list[Path]:
     """Scratch directories that a killed run left behind (`.<claim>.XXXX`)."""
     return sorted(p for p in Path(out_root).glob(f".{claim_id}.*") if p.is_dir())
@@ -79,6 +89,7 @@ def run_claim(claim, profile: str, seeds: tuple[int, ...], out_root: Path, confi
     The claim's directory therefore holds either the previous complete run or the new
     complete run, never a mixture; the verdict is computed from the CSVs as written.
     """
+    runs_here(claim)
     config = config or claim.PROFILES[profile]
     final = Path(out_root) / claim.CLAIM_ID
     final.parent.mkdir(parents=True, exist_ok=True)

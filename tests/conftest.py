@@ -19,6 +19,9 @@ def pytest_configure(config):
         "portability: guards results across machines; CI reruns these under the other "
         "kernel choice (TF_ENABLE_ONEDNN_OPTS=1)",
     )
+    config.addinivalue_line(
+        "markers", "backends: runs on either Keras backend; CI reruns these on JAX"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,13 @@
-"""Results judged the same way on any machine: tolerant recomputation, NaN, verify, robustness."""
+"""Results judged the same way on any machine: quiet start-up, a machine identity that
+means something, tolerant recomputation, and comparisons of reruns made elsewhere.
+
+The tests marked `portability` run again, under `make test`, with TensorFlow's other
+kernel choice (TF_ENABLE_ONEDNN_OPTS=1: oneDNN on, what TensorFlow picks by itself on CPUs
+with AVX-512), so that the machine where the package is developed exercises both.
+"""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from repro import claims
+from repro import claims, records
 from repro.check import check, same_record, write_manifest
 from repro.cli import main
-from repro.records import read_csv, write_csv
+from repro.records import read_csv, write_csv, write_json
 from repro.rules import Rule, Verdict
-from repro.runner import run_claim
-from repro.verify import compare, robustness
+from repro.verify import compare, compare_claim, robustness
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results"
+portability = pytest.mark.portability
 
 
 def move_last_bits(root: Path, toward: float = np.inf) -> int:
@@ -38,6 +45,96 @@ def move_last_bits(root: Path, toward: float = np.inf) -> int:
     return moved
 
 
+def as_made_elsewhere(root: Path) -> None:
+    """Results as another machine would record them: other CPU features, the same bytes
+    moved in their last bits, every verdict recomputed from the moved tables."""
+    move_last_bits(root)
+    for claim in claims.all_claims():
+        out_dir = root / claim.CLAIM_ID
+        if not out_dir.is_dir():
+            continue
+        write_json(out_dir / "verdict.json", claim.verdict(out_dir).to_dict())
+        provenance = json.loads((out_dir / "provenance.json").read_text())
+        provenance["machine"] = {"architecture": "x86_64", "cpu": "other", "kernel_features": []}
+        write_json(out_dir / "provenance.json", provenance)
+    write_manifest(root)
+
+
+# ------------------------------------------------------------------ quiet start-up
+
+
+@portability
+def test_repro_run_prints_nothing_on_stderr(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "repro.cli", "run", "sigmoid-vanishes", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no TensorFlow start-up lines, whatever the kernels
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("sigmoid-vanishes: ")
+    assert all(line.startswith("  [") for line in lines[1:])
+
+
+@portability
+def test_tensorflow_itself_announces_onednn_when_it_is_on():
+    """What the quiet start-up hides is real: a bare import of TensorFlow with oneDNN on
+    prints its start-up lines (on this machine as on a CPU with AVX-512)."""
+    env = os.environ | {"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env
+    )
+    assert "oneDNN custom operations are on" in done.stderr
+
+
+@portability
+def test_repro_check_runs_without_importing_tensorflow_or_keras(quick_results):
+    code = (
+        "import sys; from repro.cli import main; "
+        f"code = main(['check', {str(quick_results)!r}]); "
+        "print(code, 'tensorflow.python' in sys.modules, 'keras.src' in sys.modules, "
+        "'jax' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr == ""
+    assert done.stdout.splitlines()[-1] == "0 False False False"
+
+
+# --------------------------------------------------------------- machine identity
+
+
+def test_provenance_records_what_decides_the_numbers(quick_run):
+    provenance = json.loads((quick_run("exploding-product") / "provenance.json").read_text())
+    machine = provenance["machine"]
+    assert set(machine) == {"architecture", "cpu", "kernel_features"}
+    assert set(machine["kernel_features"]) <= set(records.KERNEL_FEATURES)
+    # repro sets the kernel choice itself, so provenance always knows it
+    assert provenance["numerics"]["TF_ENABLE_ONEDNN_OPTS"] in ("0", "1")
+    assert provenance["numerics"]["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert provenance["versions"]["keras"] and provenance["code_digest"]
+
+
+def test_identity_changes_with_kernel_features_kernel_choice_and_versions():
+    base = {
+        "machine": {"architecture": "x86_64", "cpu": "AMD EPYC", "kernel_features": ["avx2"]},
+        "versions": {"tensorflow-cpu": "2.21.0", "jax": "0.10.2"},
+        "numerics": {"TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"},
+    }
+    avx512 = base | {"machine": base["machine"] | {"kernel_features": ["avx2", "avx512f"]}}
+    onednn = base | {"numerics": base["numerics"] | {"TF_ENABLE_ONEDNN_OPTS": "1"}}
+    newer = base | {"versions": base["versions"] | {"tensorflow-cpu": "2.22.0"}}
+    for other in (avx512, onednn, newer):
+        assert records.identity(other) != records.identity(base)
+    # JAX's version does not decide TensorFlow's numbers
+    no_jax = base | {"versions": {"tensorflow-cpu": "2.21.0"}}
+    assert records.identity(no_jax) == records.identity(base)
+
+
+# ----------------------------------------------------- recomputation from the CSVs
+
+
+@portability
 def test_committed_verdicts_survive_another_cpus_rounding(tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(COMMITTED, copy)
@@ -48,13 +145,14 @@ def test_committed_verdicts_survive_another_cpus_rounding(tmp_path):
     assert all(status == "ok" for *_, status in rows)
 
 
+@portability
 @pytest.mark.parametrize("claim_id", claims.claim_ids())
-def test_every_quick_verdict_survives_last_bit_changes(quick_results, tmp_path, claim_id):
+def test_every_quick_verdict_survives_last_bit_changes(quick_run, tmp_path, claim_id):
     claim = claims.get(claim_id)
-    recorded = claim.verdict(quick_results / claim_id).to_dict()
+    recorded = claim.verdict(quick_run(claim_id)).to_dict()
     for toward in (np.inf, -np.inf):
         copy = tmp_path / str(toward)
-        shutil.copytree(quick_results / claim_id, copy / claim_id)
+        shutil.copytree(quick_run(claim_id), copy / claim_id)
         move_last_bits(copy, toward)
         assert same_record(recorded, claim.verdict(copy / claim_id).to_dict()), toward
 
@@ -71,115 +169,123 @@ def test_check_compares_numbers_within_a_tolerance_and_labels_exactly():
 
 
 def test_a_nan_measurement_is_recorded_fails_and_equals_itself():
-    verdict = Verdict("c", (Rule.over_seeds("x", [0.9, float("nan")], ">", 0.5),))
+    rule = Rule.over_seeds("x", [0.9, float("nan")], ">", 0.5, kind="lecture", slide="Dropout")
+    verdict = Verdict("c", (rule,))
     record = json.loads(json.dumps(verdict.to_dict()))
     assert record["verdict"] == "NOT REPRODUCED"
     assert record["rules"][0]["reason"] == "no measurement"
     assert same_record(record, verdict.to_dict())
 
 
-def test_check_of_a_missing_directory_is_one_line_and_exit_2(tmp_path, capsys):
-    assert main(["check", str(tmp_path / "nowhere")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no results directory" in err
+# ------------------------------------------------------ make verify's comparison
 
 
-def test_run_into_a_path_that_cannot_be_created_is_one_line_and_exit_2(tmp_path, capsys):
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    assert main(["run", "sigmoid-vanishes", "--out", str(blocker / "results")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot create the output directory" in err
-
-
-def test_a_killed_runs_scratch_is_ignored_by_check_and_removed_by_the_next_run(
-    quick_results, tmp_path, capsys
-):
-    copy = tmp_path / "results"
-    shutil.copytree(quick_results, copy)
-    stale = copy / ".sigmoid-vanishes.k1ll3d"
-    stale.mkdir()
-    (stale / "half.csv").write_text("x\n1\n")
-    assert main(["check", str(copy)]) == 0
-    assert f"ignoring {stale}" in capsys.readouterr().out
-    claim = claims.get("sigmoid-vanishes")
-    run_claim(claim, "quick", claim.SEEDS["quick"], copy)
-    assert not stale.exists()
-    assert f"removing {stale}" in capsys.readouterr().err
-
-
-def test_repro_run_prints_only_its_own_lines(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "repro.cli", "run", "sigmoid-vanishes", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0
-    assert done.stderr == ""  # no TensorFlow start-up lines
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith("sigmoid-vanishes: ")
-    assert all(line.startswith("  [") for line in lines[1:])
-
-
-def _set_provenance(root: Path, field: str, value) -> None:
-    for path in root.glob("*/provenance.json"):
-        provenance = json.loads(path.read_text())
-        provenance[field] = value
-        path.write_text(json.dumps(provenance))
-
-
-def _as_other_machine(root: Path) -> None:
-    _set_provenance(root, "machine", {"architecture": "x86_64", "cpu": "another CPU"})
-
-
-def test_verify_wants_bytes_on_the_same_machine_and_intervals_elsewhere(quick_results, tmp_path):
+def test_verify_wants_bytes_on_the_same_machine_and_statistics_elsewhere(quick_results, tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(quick_results, copy)
     rows, ok, comparison = compare(copy, quick_results)
     assert ok and comparison.startswith("bytes")
     move_last_bits(copy)  # same machine: a last-bit difference is a real difference
     assert not compare(copy, quick_results)[1]
-    _as_other_machine(copy)  # another CPU: the statistics must sit inside the intervals
+    as_made_elsewhere(copy)  # another CPU: the statistics must agree as a rerun would
     rows, ok, comparison = compare(copy, quick_results)
-    assert ok and comparison.startswith("verdicts and each rule's statistic"), rows
+    assert ok and comparison.startswith("statistics (another machine"), rows
 
 
+@portability
 def test_verify_compares_runs_with_other_kernels_as_from_another_machine(quick_results, tmp_path):
     copy = tmp_path / "results"
     shutil.copytree(quick_results, copy)
-    numerics = json.loads(next(copy.glob("*/provenance.json")).read_text())["numerics"]
-    _set_provenance(copy, "numerics", numerics | {"TF_ENABLE_ONEDNN_OPTS": "1"})
-    assert compare(copy, quick_results)[2].startswith("verdicts and each rule's statistic")
+    for path in copy.glob("*/provenance.json"):
+        provenance = json.loads(path.read_text())
+        other = "0" if provenance["numerics"]["TF_ENABLE_ONEDNN_OPTS"] == "1" else "1"
+        provenance["numerics"]["TF_ENABLE_ONEDNN_OPTS"] = other
+        write_json(path, provenance)
+    assert compare(copy, quick_results)[2].startswith("statistics (another machine")
 
 
-def test_verify_across_machines_flags_a_statistic_outside_its_interval(quick_results, tmp_path):
-    copy = tmp_path / "results"
-    shutil.copytree(quick_results, copy)
-    _as_other_machine(copy)
-    path = copy / "exploding-product" / "verdict.json"
-    verdict = json.loads(path.read_text())
-    moved = next(r for r in verdict["rules"] if r["low"] is not None)
-    moved["measured"] = moved["high"] + 1 + abs(moved["high"])
-    path.write_text(json.dumps(verdict))
-    rows, ok, _ = compare(copy, quick_results)
-    assert not ok and any(row[2] == "OUTSIDE" and row[1] == moved["name"] for row in rows)
+def rule_record(values, threshold=0.0, kind="lecture", name="r"):
+    rule = Rule.over_seeds(name, values, ">", threshold, kind=kind, slide="Dropout")
+    return Verdict("c", (rule,)).to_dict()["rules"][0]
 
 
-def test_robustness_table_and_its_staleness_check(quick_results, tmp_path, capsys):
+def test_verify_across_machines_flags_a_statistic_far_outside_a_rerun(quick_results):
+    rng = np.random.default_rng(0)
+    old = {"verdict": "REPRODUCED", "rules": [rule_record(rng.normal(1, 0.1, 10))]}
+    near = {"verdict": "REPRODUCED", "rules": [rule_record(rng.normal(1, 0.1, 10))]}
+    far = {"verdict": "REPRODUCED", "rules": [rule_record(rng.normal(1.5, 0.1, 10))]}
+    assert compare_claim("c", old, near, bytewise=False)[1]
+    rows, ok = compare_claim("c", old, far, bytewise=False)
+    assert not ok and rows[-1][2] == "OUTSIDE"
+
+
+def test_verify_false_alarm_rate_on_simulated_reruns_is_at_most_5_percent_per_claim():
+    """Reruns elsewhere are new samples of seeds. Simulated: claims of 1 to 6 rules with 5
+    or 10 seeds, each rerun drawn from the same distribution; verify must accept at least
+    95% of them. The naive acceptance (the new mean inside the old 95% interval) is shown to
+    fail far more often, which is why it is not used."""
+    rng = np.random.default_rng(2026)
+    alarms, naive_alarms, trials = 0, 0, 0
+    for rules in range(1, 7):
+        for seeds in (5, 10):
+            for _ in range(150):
+                means = rng.uniform(5, 10, rules)  # far from the threshold 0: same outcomes
+                sds = rng.uniform(0.5, 2, rules)
+
+                def draw(means=means, sds=sds, seeds=seeds):
+                    return {
+                        "verdict": "REPRODUCED",
+                        "rules": [
+                            rule_record(rng.normal(m, s, seeds), name=f"r{i}")
+                            for i, (m, s) in enumerate(zip(means, sds, strict=True))
+                        ],
+                    }
+
+                old, new = draw(), draw()
+                alarms += not compare_claim("c", old, new, bytewise=False)[1]
+                naive_alarms += any(
+                    not a["low"] <= b["measured"] <= a["high"]
+                    for a, b in zip(old["rules"], new["rules"], strict=True)
+                )
+                trials += 1
+    assert alarms / trials <= 0.05, alarms / trials
+    assert naive_alarms / trials > 0.15  # about one rule in six, more per claim
+
+
+# --------------------------------------------------------------- robustness table
+
+
+def test_robustness_table_carries_kinds_and_is_checked_against_the_verdicts(
+    quick_results, tmp_path, capsys
+):
     copy = tmp_path / "results"
     shutil.copytree(quick_results, copy)
     assert main(["robustness", str(quick_results), "--against", str(copy)]) == 0
     table = read_csv(copy / "robustness.csv")
     assert set(table["seed_set"]) == {"default", "shifted"}
     assert set(table["claim"]) == set(claims.claim_ids())
+    assert set(table["kind"]) <= {"lecture", "beyond", "check"} and "lecture" in set(table["kind"])
     assert main(["report", "--out", str(copy)]) == 0
     assert "Robustness" in (copy / "README.md").read_text()
     assert main(["check", str(copy)]) == 0
-    (copy / "robustness.csv").write_text(
-        (copy / "robustness.csv").read_text().replace("sigmoid-vanishes", "no-such-claim")
-    )
+    # an outcome that disagrees with the verdict is stale on any machine
+    text = (copy / "robustness.csv").read_text()
+    first_pass = text.index(",pass,")
+    (copy / "robustness.csv").write_text(text[:first_pass] + ",fail," + text[first_pass + 6 :])
     write_manifest(copy)
-    assert any("robustness.csv: stale for sigmoid-vanishes" in p for p in check(copy)[1])
+    assert any("robustness.csv: disagrees with" in p for p in check(copy)[1])
+
+
+@portability
+def test_results_regenerated_on_another_machine_pass_check_with_the_old_robustness_table(
+    quick_results, tmp_path
+):
+    copy = tmp_path / "results"
+    shutil.copytree(quick_results, copy)
+    assert main(["robustness", str(quick_results), "--against", str(copy)]) == 0
+    as_made_elsewhere(copy)  # another machine: compared as a rerun, and it agrees
+    rows, problems = check(copy)
+    assert not problems, problems
 
 
 def test_robustness_of_identical_runs_shows_no_changed_verdict(quick_results):
@@ -187,22 +293,3 @@ def test_robustness_of_identical_runs_shows_no_changed_verdict(quick_results):
     default = table[table["seed_set"] == "default"].drop(columns="seed_set")
     shifted = table[table["seed_set"] == "shifted"].drop(columns="seed_set")
     assert default.reset_index(drop=True).equals(shifted.reset_index(drop=True))
-
-
-@pytest.mark.parametrize("rate", ["1.5", "-0.1"])
-def test_a_dropout_rate_outside_zero_to_one_is_refused_in_one_line(rate, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "run",
-                "dropout-unbiased",
-                "--set",
-                f"dropout_rates=0.5,{rate}",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 2
-    )
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err

@@ -1,6 +1,7 @@
-"""The command line: bad input gives one line and exit status 2."""
+"""The command line: bad input gives one line and exit status 2; interrupted runs leave no
+half-written result; `repro list` shows the kinds of rule apart."""
 
-import gc
+import shutil
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 
 from repro import claims
 from repro.cli import main
+from repro.runner import run_claim
 
 
 @pytest.mark.parametrize(
@@ -15,7 +17,7 @@ from repro.cli import main
     [
         (["run", "no-such-claim"], "unknown claim 'no-such-claim'"),
         (["run", "exploding-product", "--seeds", "5-2"], "bad seed range"),
-        (["run", "exploding-product", "--set", "chains=1"], "chains >= 2"),
+        (["run", "exploding-product", "--seed-offset", "-3"], "must be non-negative"),
         (["run", "exploding-product", "--set", "colour=red"], "unknown setting"),
         (["run", "exploding-product", "--profile", "huge"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
@@ -35,26 +37,46 @@ def test_console_script_reports_a_bad_claim_without_traceback():
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        "repro: error: unknown claim 'nope'; known claims: "
-        + ", ".join(__import__("repro.claims", fromlist=["claim_ids"]).claim_ids())
+        "repro: error: unknown claim 'nope'; known claims: " + ", ".join(claims.claim_ids())
     )
 
 
-def test_list_shows_every_claim(quick_results, capsys):
-    from repro import claims
+def test_check_of_a_missing_directory_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no results directory" in err
 
+
+def test_run_into_a_path_that_cannot_be_created_is_one_line_and_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["run", "exploding-product", "--out", str(blocker / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot create the output directory" in err
+
+
+def test_a_killed_runs_scratch_is_ignored_by_check_and_removed_by_the_next_run(
+    quick_results, tmp_path, capsys
+):
+    copy = tmp_path / "results"
+    shutil.copytree(quick_results, copy)
+    stale = copy / ".exploding-product.k1ll3d"
+    stale.mkdir()
+    (stale / "half.csv").write_text("x\n1\n")
+    assert main(["check", str(copy)]) == 0
+    assert f"ignoring {stale}" in capsys.readouterr().out
+    claim = claims.get("exploding-product")
+    run_claim(claim, "quick", claim.SEEDS["quick"], copy)
+    assert not stale.exists()
+    assert f"removing {stale}" in capsys.readouterr().err
+
+
+def test_list_shows_every_claim_with_its_rules_by_kind(quick_results, capsys):
     assert main(["list", "--out", str(quick_results)]) == 0
     out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header[:3] == ["claim", "slide", "verdict"] and {"lecture", "beyond", "check"} <= set(
+        header
+    )
     for claim_id in claims.claim_ids():
         assert claim_id in out
-
-
-def test_claims_run_with_garbage_collection_on(tmp_path, monkeypatch):
-    # `repro` pauses the collector while it imports; a claim's run turns it on again.
-    claim, during_run = claims.get("no-free-lunch"), []
-    run = claim.run
-    monkeypatch.setattr(claim, "run", lambda *a: during_run.append(gc.isenabled()) or run(*a))
-    assert main(["run", "no-free-lunch", "--profile", "quick", "--out", str(tmp_path)]) == 0
-    assert during_run == [True] and gc.isenabled()
-    assert main(["run", "no-such-claim"]) == 2
-    assert gc.isenabled()

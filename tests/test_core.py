@@ -1,4 +1,4 @@
-"""The harness: atomic writes, seeds, overrides, verdict rules."""
+"""The shared core: atomic writes, seeds, overrides, rules and verdicts."""
 
 import dataclasses
 
@@ -68,11 +68,18 @@ def test_override_converts_types_and_runs_the_config_validation():
         override(Toy(), ["rate=high"])
 
 
+LECTURE = {"kind": "lecture", "slide": "Dropout"}
+
+
+def lecture(name, measured, op, threshold, **interval):
+    return Rule(name, measured, op, threshold, **interval, **LECTURE)
+
+
 def test_rule_outcome_is_computed_from_the_numbers():
-    assert Rule("x", 0.01, "<=", 0.02).passed
-    assert Rule("x", 0.03, "<=", 0.02).outcome == "fail"
-    assert not Verdict("c", (Rule("a", 1, ">", 0), Rule("b", 1, "<", 0))).reproduced
-    assert Verdict("c", (Rule("a", 1, ">", 0),)).label == "REPRODUCED"
+    assert lecture("x", 0.01, "<=", 0.02).outcome == "pass"
+    assert lecture("x", 0.03, "<=", 0.02).outcome == "fail"
+    assert not Verdict("c", (lecture("a", 1, ">", 0), lecture("b", 1, "<", 0))).reproduced
+    assert Verdict("c", (lecture("a", 1, ">", 0),)).label == "REPRODUCED"
 
 
 @pytest.mark.parametrize(
@@ -80,34 +87,55 @@ def test_rule_outcome_is_computed_from_the_numbers():
     [(0.6, 0.9, "pass"), (0.1, 0.4, "fail"), (0.4, 0.6, "inconclusive"), (0.5, 0.9, "pass")],
 )
 def test_the_whole_interval_decides(low, high, outcome):
-    rule = Rule("x", (low + high) / 2, ">=", 0.5, low=low, high=high)
+    rule = lecture("x", (low + high) / 2, ">=", 0.5, low=low, high=high)
     assert rule.outcome == outcome
 
 
 def test_verdict_is_inconclusive_unless_a_rule_fails():
-    passing = Rule("a", 1, ">", 0)
-    unsure = Rule("b", 0.5, ">", 0.4, low=0.3, high=0.7)
-    failing = Rule("c", 1, "<", 0)
+    passing = lecture("a", 1, ">", 0)
+    unsure = lecture("b", 0.5, ">", 0.4, low=0.3, high=0.7)
+    failing = lecture("c", 1, "<", 0)
     assert Verdict("c", (passing, unsure)).label == "INCONCLUSIVE"
     assert Verdict("c", (passing, unsure, failing)).label == "NOT REPRODUCED"
+
+
+def test_only_lecture_rules_decide_and_a_failed_check_means_a_broken_experiment():
+    passing = lecture("a", 1, ">", 0)
+    beyond_fails = Rule("b", 1, "<", 0, kind="beyond")
+    beyond_unsure = Rule("u", 0.5, ">", 0.4, low=0.3, high=0.7, kind="beyond")
+    check_fails = Rule("c", 1, "<", 0, kind="check")
+    assert Verdict("c", (passing, beyond_fails, beyond_unsure)).label == "REPRODUCED"
+    broken = Verdict("c", (passing, check_fails))
+    assert broken.label == "NOT REPRODUCED" and "experiment is broken" in broken.reason
+    assert broken.to_dict()["reason"] == broken.reason
+
+
+def test_a_rule_needs_a_known_kind_and_a_lecture_rule_its_slide():
+    with pytest.raises(ValueError, match="kind"):
+        Rule("x", 1, ">", 0, kind="opinion")
+    with pytest.raises(ValueError, match="slide"):
+        Rule("x", 1, ">", 0, kind="lecture")
+    with pytest.raises(ValueError, match="lecture rule"):
+        Verdict("c", (Rule("x", 1, ">", 0, kind="beyond"),))
 
 
 def test_t_interval_over_seeds_matches_scipy():
     from scipy import stats
 
     values = [0.52, 0.55, 0.61, 0.58, 0.49]
-    rule = Rule.over_seeds("x", values, ">", 0.5)
+    rule = Rule.over_seeds("x", values, ">", 0.5, **LECTURE)
     expected = stats.ttest_1samp(values, 0).confidence_interval(0.95)
     assert rule.measured == pytest.approx(np.mean(values))
     assert (rule.low, rule.high) == pytest.approx((expected.low, expected.high))
+    assert rule.seeds == 5
     assert rule.outcome == "inconclusive"  # the mean passes, the interval straddles 0.5
 
 
 def test_a_nan_seed_fails_loudly_instead_of_being_dropped():
-    rule = Rule.over_seeds("x", [0.9, float("nan"), 0.95], ">", 0.5)
+    rule = Rule.over_seeds("x", [0.9, float("nan"), 0.95], ">", 0.5, **LECTURE)
     assert rule.outcome == "fail" and rule.reason == "no measurement"
-    assert Rule("y", float("nan"), "<", 1).outcome == "fail"
+    assert lecture("y", float("nan"), "<", 1).outcome == "fail"
 
 
 def test_one_seed_is_never_conclusive():
-    assert Rule.over_seeds("x", [0.9], ">", 0.5).outcome == "inconclusive"
+    assert Rule.over_seeds("x", [0.9], ">", 0.5, **LECTURE).outcome == "inconclusive"

@@ -9,6 +9,8 @@ from repro.backend import keras, seed_everything
 from repro.data import digits, mnist1d
 from repro.models import accuracy, batched, classifier, fit, mlp, predict, restart, validation
 
+pytestmark = pytest.mark.backends  # `make test` reruns these on Keras' JAX backend
+
 
 def small_data(n=300, features=12, classes=4, seed=0):
     rng = np.random.default_rng(seed)
@@ -82,7 +84,13 @@ def test_keras_early_stopping_runs_between_epochs_and_restores_the_best_weights(
     # A validation set the model cannot learn: its loss soon rises, so training stops.
     x_val, y_val = small_data(seed=1)
     history = fit(
-        model, x, y, epochs=200, batch_size=32, seed=0, callbacks=[stop],
+        model,
+        x,
+        y,
+        epochs=200,
+        batch_size=32,
+        seed=0,
+        callbacks=[stop],
         evaluate=validation(x_val, (y_val + 1) % 4),
     )
     assert len(history) < 200
