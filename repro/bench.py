@@ -1,17 +1,24 @@
-"""`make bench`: wall times of the whole workflow on this machine, written to results/bench.csv.
+"""`make bench`: how fast the package runs on this machine, written to results/bench.csv.
 
-Measures `make all` (full profile, every claim) from scratch into a scratch directory at
-the default parallelism (one job more than cores), then the no-op `make all`. Each claim's
-own wall time comes from its provenance: every claim process runs on one thread, and with
-one job more than cores the claims share them, so a claim's time there is up to a third
-above its time on an idle core. Last, one training run through the package's harness
-against the same model trained by a bare `model.fit` on NumPy arrays, to show that the
-harness costs nothing.
+1. `make all` from scratch into a scratch directory at the default parallelism (one job
+   more than cores), each claim's own wall time (from its provenance), and the no-op
+   `make all`.
+2. The training path (repro.models.fit: a compiled epoch) against Keras' own `model.fit`
+   (a tf.data pipeline, `steps_per_execution` = one epoch) on two nets, in the same run:
+   a 10 x 64 ReLU MLP, 4 seeds x 20 epochs, and a 2 x 512 ReLU MLP with dropout 0.5, 1 seed
+   x 30 epochs; synthetic data of 4,000 examples, 40 features, 10 classes, batch 128, Adam.
+   Seeds of one net reuse its compiled epoch (`restart`), as the claims do.
+3. The training path's arithmetic rate (float operations per second: about 6 per weight
+   and example per epoch, forward and backward) against one core's float32 matrix-product
+   peak measured in the same process.
+Steps 2 and 3 run on TensorFlow, and on JAX where it is installed, each in a fresh
+process on one thread.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -20,10 +27,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from repro import claims
 from repro.records import write_csv
+
+NETS = {  # name: (hidden widths, dropout rate, seeds, epochs)
+    "10x64": ((64,) * 10, 0.0, 4, 20),
+    "2x512 dropout 0.5": ((512, 512), 0.5, 1, 30),
+}
+EXAMPLES, FEATURES, CLASSES, BATCH = 4000, 40, 10, 128
 
 
 def timed_make(*args: str, env=None) -> float:
@@ -37,75 +51,121 @@ def timed_make(*args: str, env=None) -> float:
     return time.perf_counter() - started
 
 
-def scratch() -> tuple[Path, Path, dict]:
-    """An empty results directory, an empty tuner work directory, and an environment that
-    makes the tuner searches start afresh there."""
-    out, searches = Path("build") / "bench", Path("build") / "bench-tuner-work"
-    for path in (out, searches):
-        shutil.rmtree(path, ignore_errors=True)
-    return out, searches, dict(os.environ, REPRO_TUNER_WORK=str(searches.resolve()))
+def synthetic_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(EXAMPLES, FEATURES)).astype("float32")
+    y = (x @ rng.normal(size=(FEATURES, CLASSES))).argmax(axis=1).astype("int64")
+    return x, y
 
 
-def fit_seconds(mode: str, epochs: int = 20) -> float:
-    """One fit of a 2x256 MLP on digits: via the harness ('harness') or bare Keras ('bare')."""
-    import keras
+def training_seconds(net: str, path: str) -> float:
+    """Seconds (process CPU time) to train one bench net: 'path' or 'keras-fit'."""
+    from repro import backend, models
+    from repro.backend import seed_everything
 
-    from repro.data import digits
+    hidden, dropout_rate, seeds, epochs = NETS[net]
+    x, y = synthetic_data()
 
-    x, y, _, _ = digits()
-    if mode == "harness":
-        from repro.backend import seed_everything
-        from repro.models import adam_classifier, batches
+    def build():
+        return models.classifier(models.mlp(FEATURES, CLASSES, hidden, dropout_rate=dropout_rate))
 
-        seed_everything(0)  # also exempts the imported libraries from gc
-        model = adam_classifier(64, (256, 256), 1e-3)
+    started = time.process_time()
+    model = None
+    for seed in range(seeds):
+        if path == "path":
+            if model is None:
+                seed_everything(seed)
+                model = build()
+            else:
+                models.restart(model, build, seed)
+            models.fit(model, x, y, epochs=epochs, batch_size=BATCH, seed=seed)
+        else:
+            seed_everything(seed)
+            model = build()
+            model.compile(optimizer=model.optimizer, loss=model.loss, steps_per_execution=1000)
+            if backend.name() == "jax":  # Keras shuffles and batches the arrays itself
+                model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0)
+            else:  # what a TensorFlow user hands model.fit: a tf.data pipeline built once
+                tf = backend.load("tensorflow")
+                data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed)
+                model.fit(data.batch(BATCH), epochs=epochs, verbose=0)
+    return time.process_time() - started
+
+
+def flops_per_second(net: str, seconds: float) -> float:
+    """Float operations per second of a training run: forward 2 per weight and example,
+    backward 4, over every epoch and seed."""
+    hidden, _, seeds, epochs = NETS[net]
+    widths = (FEATURES, *hidden, CLASSES)
+    weights = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    return 6 * weights * EXAMPLES * epochs * seeds / seconds
+
+
+def matmul_peak() -> float:
+    """One core's float32 matrix-product rate: 512 x 512 products, best of five runs."""
+    from repro.backend import keras
+
+    a = keras.ops.convert_to_tensor(np.random.default_rng(0).normal(size=(512, 512)), "float32")
+    best = float("inf")
+    for _ in range(5):
         started = time.perf_counter()
-        model.fit(batches(x, y, 64, shuffle_seed=0), epochs=epochs, verbose=0)
-        return time.perf_counter() - started
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((64,)),
-            keras.layers.Dense(256, activation="relu"),
-            keras.layers.Dense(256, activation="relu"),
-            keras.layers.Dense(10),
+        for _ in range(20):
+            b = keras.ops.matmul(a, a)
+        np.asarray(b)
+        best = min(best, time.perf_counter() - started)
+    return 20 * 2 * 512**3 / best
+
+
+def path_rows() -> list[dict]:
+    """This process's backend: the training path against Keras' fit, and its FLOP rate."""
+    from repro import backend
+
+    name, rows = backend.name(), []
+    peak = matmul_peak()
+    rows.append(
+        {
+            "measure": f"{name}: float32 matmul peak, one core",
+            "value": peak / 1e9,
+            "unit": "GFLOP/s",
+        }
+    )
+    for net in NETS:
+        ours, keras_fit = training_seconds(net, "path"), training_seconds(net, "keras-fit")
+        rows += [
+            {"measure": f"{name}: {net}, training path", "value": ours, "unit": "CPU s"},
+            {"measure": f"{name}: {net}, Keras model.fit", "value": keras_fit, "unit": "CPU s"},
+            {
+                "measure": f"{name}: {net}, Keras fit / path",
+                "value": keras_fit / ours,
+                "unit": "ratio",
+            },
+            {
+                "measure": f"{name}: {net}, path FLOP rate / matmul peak",
+                "value": flops_per_second(net, ours) / peak,
+                "unit": "ratio",
+            },
         ]
-    )
-    model.compile(
-        optimizer="adam",
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    started = time.perf_counter()
-    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
-    return time.perf_counter() - started
+    return rows
 
 
-def fit_seconds_in_fresh_process(mode: str) -> float:
-    # Same thread settings for both, so only the code path differs.
-    env = dict(
-        os.environ, TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3"
-    )
+def in_fresh_process(backend_name: str) -> list[dict]:
+    env = os.environ | {"KERAS_BACKEND": backend_name}
     done = subprocess.run(
-        [sys.executable, "-m", "repro.bench", "--fit", mode],
+        [sys.executable, "-m", "repro.bench", "--path-only"],
         capture_output=True,
         text=True,
         check=True,
         env=env,
     )
-    return float(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("results/bench.csv"))
-    parser.add_argument("--fit", choices=("harness", "bare"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.fit:
-        print(fit_seconds(args.fit))
-        return 0
+def make_rows() -> list[dict]:
     jobs = len(os.sched_getaffinity(0)) + 1  # the Makefile's default: nproc + 1
-    out, searches, env = scratch()
+    out, searches = Path("build") / "bench", Path("build") / "bench-tuner-work"
+    for path in (out, searches):
+        shutil.rmtree(path, ignore_errors=True)
+    env = dict(os.environ, REPRO_TUNER_WORK=str(searches.resolve()))
     rows = [
         {
             "measure": f"make all (default: -j{jobs}, one job more than cores)",
@@ -122,28 +182,29 @@ def main(argv=None) -> int:
                 "unit": "s",
             }
         )
-    # Each finished tuning shard's stamp holds its wall seconds (see the Makefile).
-    shards = sorted((searches / "shards").glob("*/*-of-*"))
-    rows.append(
-        {
-            "measure": f"tuning search shards ({len(shards)} processes), summed",
-            "value": sum(float(stamp.read_text()) for stamp in shards),
-            "unit": "s",
-        }
-    )
     rows.append(
         {
             "measure": "make all, nothing to do",
             "unit": "s",
-            "value": timed_make("all", f"RESULTS={out}", env=env),  # the same searches
+            "value": timed_make("all", f"RESULTS={out}", env=env),
         }
     )
-    harness, bare = (fit_seconds_in_fresh_process(mode) for mode in ("harness", "bare"))
-    rows += [
-        {"measure": "2x256 MLP, 20 epochs, via the harness", "value": harness, "unit": "s"},
-        {"measure": "same model via a bare model.fit", "value": bare, "unit": "s"},
-        {"measure": "harness / bare", "value": harness / bare, "unit": "ratio"},
-    ]
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("results/bench.csv"))
+    parser.add_argument("--path-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-make", action="store_true", help="only the training path")
+    args = parser.parse_args(argv)
+    if args.path_only:
+        print(json.dumps(path_rows()))
+        return 0
+    rows = [] if args.skip_make else make_rows()
+    rows += in_fresh_process("tensorflow")
+    if importlib.util.find_spec("jax"):
+        rows += in_fresh_process("jax")
     frame = pd.DataFrame(rows)[["measure", "value", "unit"]]
     frame["value"] = frame["value"].round(3)
     write_csv(frame, args.out)

@@ -14,7 +14,14 @@ from repro.figures import twins
 from repro.records import identity, read_csv, write_text
 
 MANIFEST = "MANIFEST.sha256"
-TOP_LEVEL_FILES = ("README.md", "report.html", "bench.csv", "robustness.csv", MANIFEST)
+TOP_LEVEL_FILES = (
+    "README.md",
+    "report.html",
+    "bench.csv",
+    "robustness.csv",
+    "backends.csv",
+    MANIFEST,
+)
 CLAIM_RECORDS = ("verdict.json", "provenance.json")
 
 
@@ -203,59 +210,62 @@ def check(root: Path) -> tuple[list[tuple[str, str, str, str]], list[str]]:
             for name in results_files(root)
             if name not in known
         ]
-    problems += check_robustness(root)
+    everywhere = [c.CLAIM_ID for c in claims.all_claims()]
+    on_jax = [c.CLAIM_ID for c in claims.all_claims() if "jax" in getattr(c, "BACKENDS", "jax")]
+    problems += check_rule_table(root, "robustness.csv", "seed_set", "default", everywhere)
+    problems += check_rule_table(root, "backends.csv", "backend", "tensorflow", on_jax)
     problems += check_manifest(root)
     return rows, problems
 
 
-def check_robustness(root: Path) -> list[str]:
-    """robustness.csv, if present, must show the verdicts that results/ holds now.
+TABLE_TARGETS = {"robustness.csv": "fresh-seeds", "backends.csv": "backends"}
 
-    Its default-seed rows were made with the results of their time. Regenerated on the
-    same machine (same identity), every number must be equal; regenerated elsewhere, the
-    table is compared as `make verify` compares another machine's results: the same
-    verdicts and rule outcomes, and each statistic within the two-sample acceptance region.
+
+def check_rule_table(root: Path, name: str, column: str, current: str, expected) -> list[str]:
+    """A table of every rule on two runs (robustness.csv, backends.csv), if present, must
+    hold every `expected` claim and show, for its `current` run, the verdicts that
+    results/ holds now.
+
+    Those rows were made with the results of their time. Regenerated on the same machine
+    (same identity), every number must be equal; regenerated elsewhere, the table is
+    compared as `make verify` compares another machine's results: the same verdicts and
+    rule outcomes, each statistic within the two-sample acceptance region.
     """
     import hashlib
 
     from repro.verify import compare_claim, table_rules
 
-    path = root / "robustness.csv"
+    path = root / name
     if not path.exists():
         return []
     try:
         table = read_csv(path)
-        default = table[table["seed_set"] == "default"]
+        rows_now = table[table[column] == current]
     except Exception as err:  # unreadable or without its columns: the same failure
-        return [f"robustness.csv: unreadable ({type(err).__name__}: {err})"]
-    problems = []
-    for claim in claims.all_claims():
+        return [f"{name}: unreadable ({type(err).__name__}: {err})"]
+    target = TABLE_TARGETS[name]
+    problems = [
+        f"{name}: no rows for {claim_id} (`make {target}`)"
+        for claim_id in expected
+        if claim_id not in set(table["claim"])
+    ]
+    for claim_id in sorted(set(table["claim"])):
         try:
-            verdict = json.loads((root / claim.CLAIM_ID / "verdict.json").read_text())
-            provenance = json.loads((root / claim.CLAIM_ID / "provenance.json").read_text())
+            verdict = json.loads((root / claim_id / "verdict.json").read_text())
+            provenance = json.loads((root / claim_id / "provenance.json").read_text())
         except (OSError, ValueError):
-            continue  # reported by check_claim
-        rows = default[default["claim"] == claim.CLAIM_ID]
-        if rows.empty:
-            problems.append(
-                f"robustness.csv: no rows for {claim.CLAIM_ID} (run `make fresh-seeds`)"
-            )
+            problems.append(f"{name}: lists {claim_id}, which results/ does not hold")
             continue
+        rows = rows_now[rows_now["claim"] == claim_id]
         shown = {"verdict": rows["verdict"].iloc[0], "rules": table_rules(rows)}
         machine = hashlib.sha256(identity(provenance).encode()).hexdigest()[:12]
         if (rows["identity"] == machine).all():
-            same = (
-                same_record(
-                    [[r["name"], r["measured"], r["outcome"]] for r in shown["rules"]],
-                    [[r["name"], r["measured"], r["outcome"]] for r in verdict["rules"]],
-                )
-                and shown["verdict"] == verdict["verdict"]
+            same = shown["verdict"] == verdict["verdict"] and same_record(
+                [[r["name"], r["measured"], r["outcome"]] for r in shown["rules"]],
+                [[r["name"], r["measured"], r["outcome"]] for r in verdict["rules"]],
             )
         else:
-            _, same = compare_claim(claim.CLAIM_ID, shown, verdict, bytewise=False)
+            same = compare_claim(claim_id, shown, verdict, bytewise=False)[1]
         if not same:
-            problems.append(
-                f"robustness.csv: disagrees with {claim.CLAIM_ID}'s verdict "
-                "(rerun `make fresh-seeds`)"
-            )
+            problems.append(f"{name}: disagrees with {claim_id}'s verdict (`make {target}`)")
     return problems

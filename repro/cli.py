@@ -127,23 +127,33 @@ def cmd_compare(args) -> int:
     return 0 if ok else 1
 
 
-def cmd_robustness(args) -> int:
+def write_rule_table(table, path: Path, column: str, labels: tuple[str, str]) -> int:
+    """Write a table of every rule on two runs; report each claim whose verdict differs."""
     from repro.records import write_csv
+
+    write_csv(table, path)
+    verdicts = table.drop_duplicates(["claim", column]).pivot(
+        index="claim", columns=column, values="verdict"
+    )
+    changed = verdicts[verdicts[labels[0]] != verdicts[labels[1]]]
+    print(f"wrote {path}: {len(verdicts)} claims, {' and '.join(labels)}")
+    for claim_id, row in changed.iterrows():
+        print(f"CHANGED {claim_id}: {row[labels[0]]} ({labels[0]}), {row[labels[1]]} ({labels[1]})")
+    return 1 if len(changed) else 0
+
+
+def cmd_robustness(args) -> int:
     from repro.verify import ROBUSTNESS, robustness
 
     table = robustness(_results_dir(args.against), _results_dir(args.shifted))
-    write_csv(table, args.against / ROBUSTNESS)
-    verdicts = table.drop_duplicates(["claim", "seed_set"]).pivot(
-        index="claim", columns="seed_set", values="verdict"
-    )
-    changed = verdicts[verdicts["default"] != verdicts["shifted"]]
-    print(f"wrote {args.against / ROBUSTNESS}: {len(verdicts)} claims on two seed sets")
-    for claim_id, row in changed.iterrows():
-        print(
-            f"CHANGED {claim_id}: {row['default']} on the default seeds, "
-            f"{row['shifted']} on the shifted ones"
-        )
-    return 1 if len(changed) else 0
+    return write_rule_table(table, args.against / ROBUSTNESS, "seed_set", ("default", "shifted"))
+
+
+def cmd_backends(args) -> int:
+    from repro.verify import BACKENDS, backends
+
+    table = backends(_results_dir(args.against), _results_dir(args.jax))
+    return write_rule_table(table, args.against / BACKENDS, "backend", ("tensorflow", "jax"))
 
 
 def cmd_tune(args) -> int:
@@ -196,6 +206,11 @@ def build_parser() -> Parser:
     p.add_argument("shifted", type=Path, help="results of the same claims on shifted seeds")
     p.add_argument("--against", type=Path, default=RESULTS, help="default-seed results")
     p.set_defaults(func=cmd_robustness)
+
+    p = sub.add_parser("backends", help="tabulate every rule on TensorFlow and on JAX")
+    p.add_argument("jax", type=Path, help="results of the same claims on Keras' JAX backend")
+    p.add_argument("--against", type=Path, default=RESULTS, help="TensorFlow results")
+    p.set_defaults(func=cmd_backends)
 
     p = sub.add_parser("tune", help="the tuning claim's searches: all, a shard, or distributed")
     from repro.search import add_arguments as add_tune_arguments

@@ -136,14 +136,13 @@ def compare(new: Path, old: Path, verdicts_only: bool = False):
     return rows, ok, SAME_MACHINE if bytewise else OTHER_MACHINE
 
 
-# ----------------------------------------------------------------------- robustness
+# ------------------------------------------------------- robustness and backends
 
-ROBUSTNESS = "robustness.csv"
-ROBUSTNESS_COLUMNS = (
+ROBUSTNESS, BACKENDS = "robustness.csv", "backends.csv"
+RULE_COLUMNS = (
     "claim",
     "rule",
     "kind",
-    "seed_set",
     "seeds",
     "verdict",
     "statistic",
@@ -156,17 +155,16 @@ ROBUSTNESS_COLUMNS = (
 )
 
 
-def robustness(default: Path, shifted: Path) -> pd.DataFrame:
-    """One row per claim, rule and seed set: the statistic, its interval, its kind and the
-    outcome, on the profile's seeds (default) and on the same number of seeds shifted by
-    1000, which no design was decided on (shifted)."""
+def rule_table(column: str, runs: dict[str, Path], claim_ids=None) -> pd.DataFrame:
+    """One row per claim, rule and run: the statistic, its interval, its kind and the
+    outcome, each run labelled in `column` (e.g. seed_set: default and shifted)."""
     import hashlib
 
     from repro.report import seed_text
 
     rows = []
-    for claim_id in claims.claim_ids():
-        for seed_set, root in (("default", default), ("shifted", shifted)):
+    for claim_id in claim_ids or claims.claim_ids():
+        for label, root in runs.items():
             verdict = record(root, claim_id, "verdict.json")
             provenance = record(root, claim_id, "provenance.json")
             if verdict is None or provenance is None:
@@ -178,7 +176,7 @@ def robustness(default: Path, shifted: Path) -> pd.DataFrame:
                         "claim": claim_id,
                         "rule": rule["name"],
                         "kind": rule["kind"],
-                        "seed_set": seed_set,
+                        column: label,
                         "seeds": seed_text(provenance["seeds"]),
                         "verdict": verdict["verdict"],
                         "statistic": rule["measured"],
@@ -190,11 +188,24 @@ def robustness(default: Path, shifted: Path) -> pd.DataFrame:
                         "identity": machine,
                     }
                 )
-    return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
+    columns = [*RULE_COLUMNS[:3], column, *RULE_COLUMNS[3:]]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def robustness(default: Path, shifted: Path) -> pd.DataFrame:
+    """Every rule on the profile's seeds (default) and on as many seeds shifted by 1000,
+    which no design was decided on (shifted)."""
+    return rule_table("seed_set", {"default": default, "shifted": shifted})
+
+
+def backends(tensorflow: Path, jax: Path) -> pd.DataFrame:
+    """Every rule of every claim that runs on both backends, on TensorFlow and on JAX."""
+    both = [c.CLAIM_ID for c in claims.all_claims() if "jax" in getattr(c, "BACKENDS", "jax")]
+    return rule_table("backend", {"tensorflow": tensorflow, "jax": jax}, both)
 
 
 def table_rules(rows: pd.DataFrame) -> list[dict]:
-    """robustness.csv rows as rule records, as verdict.json holds them."""
+    """Rows of a rule table as rule records, as verdict.json holds them."""
     return [
         {
             "name": r.rule,
