@@ -1,50 +1,54 @@
-"""Claim: no learner is best on every distribution; two learners swap ranks (Wolpert, 1995).
+"""Claim: no learner is best on every distribution (results: results/no-free-lunch/).
 
-Results: results/no-free-lunch/. Slide "Generalization in Deep Learning". Averaged over all
-possible target functions every learner does equally well, so a learner can only beat
-another on some distributions by losing on others: what makes a learner good is how well
-its assumptions (its inductive bias) match the data.
+Slide "Generalization in Deep Learning", citing Wolpert's no-free-lunch theorem: a learning
+algorithm generalizes better on data from some distributions and worse on others. What
+makes a learner good is how well its assumptions (its inductive bias) match the data, so
+two learners with opposite biases swap ranks between two distributions that favour one
+bias each. scikit-learn only: no Keras, nothing is trained by gradient descent.
 
-The theorem, computed exactly. On a finite domain, fix a training set and its labels; a
-learner's predictions on the points off the training set then no longer depend on those
-points' labels. Averaged over all 2^k ways of labelling the k off-training points, each
-prediction is right in exactly half of them, so every learner's mean off-training-set
-accuracy is exactly 1/2: out of all targets consistent with the training data, no learner
-is favoured. We compute this by enumeration for the same two learners, on the 16 centres
-of a 4x4 grid in [-1, 1]^2 with 6 training points, labelled once by a line and once by
-the checkerboard below: all 2^10 = 1024 labellings of the other 10 points, counting for
-each labelling how many of the 10 each learner gets right (theorem.csv). The rule on it is
-exact, not statistical: the mean is a ratio of integer counts, and it must equal 1/2 to
-the last bit. The same table gives each learner's accuracy on the target's own labelling
-of the 10 points, where the two learners do differ: the theorem says nothing about one
-target, only about all of them.
+The illustration (the lecture rules): two learners with opposite biases, on two
+distributions of points drawn uniformly from the square [-1, 1]^2, 200 training and 5000
+test points per seed.
+- Logistic regression assumes a straight class boundary and averages over all training
+  points, so it shrugs off label noise but cannot bend.
+- The 1-nearest-neighbour rule assumes nothing about the boundary's shape and copies the
+  label of the closest training point, noise included.
+- "Noisy line": the class is the side of a line through the origin (a random direction per
+  seed), and 20% of the labels, in training and test alike, are flipped. The best possible
+  accuracy is 0.8, which the line model nearly reaches; 1-NN copies flipped labels and
+  loses about 2 x 0.2 x 0.8 = 0.32 of the points whose neighbour's label was flipped.
+- "Checkerboard": the class is the XOR of the signs of the two coordinates, labels exact.
+  No straight boundary separates it, so logistic regression stays near chance; 1-NN follows
+  the quadrants easily.
+Both learners are exact and deterministic, which keeps the comparison about the learners'
+assumptions alone.
 
-The illustration: two learners with opposite biases, on two distributions of points drawn
-uniformly from the square [-1, 1]^2, 200 training and 5000 test points per seed.
-- Learner A, logistic regression: assumes a straight class boundary, averages over all
-  training points, so it shrugs off label noise but cannot bend.
-- Learner B, the 1-nearest-neighbour rule: assumes nothing about the boundary's shape and
-  copies the label of the closest training point, noise included.
-- Distribution "noisy line": the class is the side of a line through the origin (a random
-  direction per seed), and 20% of the labels, in training and test alike, are flipped.
-  The best possible accuracy is 0.8, which the line model nearly reaches; 1-NN copies the
-  flipped labels and loses about 2 x 0.2 x 0.8 = 0.32 of the points near wrong neighbours.
-- Distribution "checkerboard": the class is the XOR of the signs of the two coordinates
-  (a 2x2 checkerboard), labels exact. No straight boundary separates it, and logistic
-  regression stays near chance; 1-NN follows the quadrants easily.
-Both learners come from scikit-learn: they need no training loop and are exact and
-deterministic, which keeps the comparison about the learners' assumptions alone.
+The theorem itself (the check), computed exactly. On a finite domain, fix a training set
+and its labels; a learner's predictions on the points off the training set then do not
+depend on those points' labels. Averaged over all 2^k labellings of the k off-training
+points, each prediction is right in exactly half of them, so every learner's mean
+off-training-set accuracy is exactly 1/2. Enumerated for the same two learners on the 16
+centres of a 4x4 grid in [-1, 1]^2, 6 of them training points, labelled once by a line and
+once by the checkerboard: all 2^10 = 1024 labellings of the other 10 points, counting for
+each how many of the 10 each learner gets right (theorem.csv). The table also gives each
+learner's accuracy on the target's own labelling of the 10 points, where the learners do
+differ: the theorem speaks of all targets together, never of one.
 
 Rules:
-1. the theorem (exact): for both learners and both training labellings, the mean
-   off-training-set accuracy over all labellings differs from 1/2 by exactly 0;
-2. and 3. the swap of ranks: per seed, A's minus B's test accuracy on the noisy line, and
-   B's minus A's on the checkerboard; the 95% t-interval of each mean over seeds lies above
-   0.05, a clear win (the test-set noise of one accuracy on 5000 points is about 0.006).
-History: the margins were first judged on the worst seed against 0, a rule that could
-hardly fail; 0.05 and the intervals were set from the committed ten seeds (noisy-line
-margins 0.07 to 0.13, mean 0.099, standard deviation 0.023; checkerboard 0.34 to 0.62)
-before the run with intervals: ten seeds give about +-0.016 on the smaller margin.
+- check: |mean off-training-set accuracy over all labellings - 1/2|, largest over the two
+  learners and two training labellings, is 0. Exact (a ratio of integer counts, compared as
+  a fraction): an identity for any learner that does not see the off-training labels;
+  only a leak of those labels into training can fail it.
+- lecture ("Generalization in Deep Learning"), twice: per seed, logistic regression's minus
+  1-NN's test accuracy on the noisy line, and 1-NN's minus logistic regression's on the
+  checkerboard; the mean of each over seeds is above 0.05, a clear win (the test-set noise
+  of one accuracy on 5000 points is about 0.006).
+
+Seeds: the verdict seeds 0-9 influenced the design. The margin 0.05 and the use of
+intervals were set after seeing the margins of seeds 0-9 (docs/claims/no-free-lunch.md);
+the lecture's text gives no size, and the margin was kept as it was. Pilots on development
+seeds (100-199) measured the seed spread; the shifted seeds 1000-1009 run only after the
+design is frozen.
 """
 
 from __future__ import annotations
@@ -60,15 +64,14 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from repro.figures import figure, save_figure
 from repro.records import progress, read_csv, write_csv
-from repro.rules import Rule, Verdict, seed_agreement
+from repro.rules import CHECK, LECTURE, Rule, Verdict, mean_interval, seed_agreement
 
 CLAIM_ID = "no-free-lunch"
 SLIDE = "Generalization in Deep Learning"
 STATEMENT = (
-    "No learner beats every other on every data distribution: averaged over every labelling "
-    "of the points off the training set, every learner is right on exactly half of them; a "
-    "linear model beats 1-nearest-neighbour on a noisy linear problem, and "
-    "1-nearest-neighbour beats the linear model on a checkerboard."
+    "No learner beats every other on every data distribution: logistic regression beats "
+    "1-nearest-neighbour on a noisy linear problem, and 1-nearest-neighbour beats logistic "
+    "regression on a checkerboard, each by more than 0.05 in test accuracy."
 )
 
 LEARNERS = {
@@ -209,16 +212,23 @@ def theorem_deviation(theorem: pd.DataFrame) -> tuple[Fraction, pd.Series]:
 
 def verdict(out_dir) -> Verdict:
     table = read_csv(out_dir / "accuracy.csv")
-    deviation, means = theorem_deviation(read_csv(out_dir / "theorem.csv"))
+    theorem = read_csv(out_dir / "theorem.csv")
+    deviation, means = theorem_deviation(theorem)
+    own = theorem.groupby(["target", "learner"], sort=False).first()
     rules = [
         Rule(
             "theorem: |mean off-training-set accuracy over all labellings - 1/2|, largest "
-            "over learners and targets (exact: a ratio of integer counts)",
+            "over learners and training labellings",
             float(deviation),
             "<=",
             0.0,
-            f"mean accuracies {', '.join(f'{m:g}' for m in means)} "
-            f"({len(means)} learner-target pairs)",
+            f"exact fraction; means {', '.join(f'{m:g}' for m in means)}; right on the "
+            "target's own labelling: "
+            + ", ".join(
+                f"{learner}, {target}: {row['target_correct']}/{row['off_training_points']}"
+                for (target, learner), row in own.iterrows()
+            ),
+            kind=CHECK,
         )
     ]
     for distribution, winner, loser in (
@@ -233,6 +243,8 @@ def verdict(out_dir) -> Verdict:
                 ">",
                 MIN_MARGIN,
                 seed_agreement(margin > MIN_MARGIN),
+                kind=LECTURE,
+                slide=SLIDE,
             )
         )
     return Verdict(CLAIM_ID, tuple(rules))
@@ -241,17 +253,19 @@ def verdict(out_dir) -> Verdict:
 def plot(out_dir):
     table = read_csv(out_dir / "accuracy.csv")
     theorem = read_csv(out_dir / "theorem.csv")
-    distributions = [NOISY_LINE, CHECKERBOARD]
-    fig, (ax_theorem, ax) = figure(
-        "no-free-lunch: averaged over all targets every learner is at chance; "
-        "on a given target the better learner depends on the data",
-        ncols=2,
-        width=5.6,
-        height=4.2,
+    seeds = table["seed"].nunique()
+    fig, (ax_theorem, ax_accuracy, ax_margin) = figure(
+        "no-free-lunch: which learner is better depends on the data; "
+        "over all targets, every learner is at chance",
+        ncols=3,
+        width=4.8,
+        height=4.6,
     )
     colors = {LINEAR: "tab:blue", NEIGHBOUR: "tab:orange"}
+    distributions = [NOISY_LINE, CHECKERBOARD]
+    names = ["noisy line\n(20% flipped)", "checkerboard\n(XOR of signs)"]
 
-    # The theorem: the share of labellings at each off-training-set accuracy.
+    # The theorem: the share of the labellings at each off-training-set accuracy.
     points = int(theorem["off_training_points"].iloc[0])
     pairs = theorem.groupby(["target", "learner"], sort=False)
     total = int(pairs["labellings"].sum().iloc[0])
@@ -263,57 +277,80 @@ def plot(out_dir):
         label=f"theory: Binomial({points}, 1/2)",
     )
     markers = {NOISY_LINE: "o", CHECKERBOARD: "x"}
-    own_labelling = []
     for (target, learner), pair in pairs:
         ax_theorem.plot(
             pair["correct"] / points,
             pair["labellings"] / total,
             markers[target],
             color=colors[learner],
-            ms=5 if target == NOISY_LINE else 7,
+            ms=6 if target == NOISY_LINE else 9,
             ls="none",
-            label=f"{learner}, {target} training labels",
+            label=f"{learner}, trained on {target}",
         )
-        own_labelling.append(f"{learner}, {target}: {pair['target_correct'].iloc[0]}/{points}")
-    ax_theorem.axvline(0.5, color="black", ls=":", lw=1)
-    ax_theorem.text(
-        -0.05,
-        0.445,
-        "mean over all labellings: exactly 1/2 for every pair\n"
-        "right on the target's own labelling:\n" + "\n".join(own_labelling),
-        fontsize=7,
-        va="top",
-    )
+    ax_theorem.axvline(0.5, ymax=0.45, color="black", ls=":", lw=1.2)
     ax_theorem.set(
-        xlabel=f"off-training-set accuracy ({points} points)",
-        ylabel=f"share of the {total} labellings of those points",
-        title=f"theorem, enumerated: {len(GRID)}-point grid, {len(TRAINING_POINTS)} trained on",
-        ylim=(0, 0.45),
+        xlabel=f"accuracy on the {points} off-training points",
+        ylabel=f"share of all {total} labellings of them",
+        title=f"theorem: {len(GRID)} grid points, {len(TRAINING_POINTS)} for training",
+        ylim=(0, 0.62),
     )
-    ax_theorem.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=7)
+    ax_theorem.legend(loc="upper left", title="the four coincide; each mean is exactly 1/2")
 
+    # The illustration: each seed's two test accuracies per learner.
     for learner, color in colors.items():
         wide = table[table["learner"] == learner].pivot(
             index="seed", columns="distribution", values="test_accuracy"
         )[distributions]
-        for i, (_, seed_accuracies) in enumerate(wide.iterrows()):
-            ax.plot(
+        for i, (_, accuracies) in enumerate(wide.iterrows()):
+            ax_accuracy.plot(
                 [0, 1],
-                seed_accuracies.to_numpy(),
+                accuracies.to_numpy(),
                 color=color,
                 marker="o",
                 ms=4,
                 lw=0.8,
-                alpha=0.6,
+                alpha=0.7,
                 label=learner if i == 0 else None,
             )
-    ax.set_xticks([0, 1], ["noisy line\n(20% labels flipped)", "checkerboard\n(XOR of signs)"])
-    ax.set_xlim(-0.3, 1.3)
-    ax.axhline(0.5, color="grey", ls=":", lw=1)
-    ax.text(1.28, 0.5, "chance", ha="right", va="bottom", color="grey", fontsize=8)
-    ax.set(
-        ylabel="test accuracy (5000 points)",
-        title=f"illustration: {table['seed'].nunique()} seeds, one line each",
+    ax_accuracy.axhline(0.5, color="grey", ls=":", lw=1.2, label="chance")
+    ax_accuracy.set_xticks([0, 1], names)
+    ax_accuracy.set_xlim(-0.3, 1.3)
+    ax_accuracy.set(
+        xlabel="data distribution",
+        ylabel="test accuracy (fraction of 5000 points)",
+        title=f"test accuracy, one line per seed ({seeds})",
     )
-    ax.legend(loc="lower left")
+    ax_accuracy.legend(loc="lower left")
+
+    # The lecture rules: each distribution's winner minus loser, per seed and on average.
+    for x, (distribution, winner, loser) in enumerate(
+        ((NOISY_LINE, LINEAR, NEIGHBOUR), (CHECKERBOARD, NEIGHBOUR, LINEAR))
+    ):
+        margin = margins(table, distribution, winner, loser)
+        mean, low, high = mean_interval(margin)
+        ax_margin.scatter(
+            np.full(len(margin), x) + np.linspace(-0.12, 0.12, len(margin)),
+            margin,
+            color=colors[winner],
+            alpha=0.6,
+            s=18,
+            label=f"{winner} wins, each seed",
+        )
+        ax_margin.errorbar(
+            x + 0.3, mean, yerr=[[mean - low], [high - mean]], fmt="D", color="black", capsize=4
+        )
+    ax_margin.errorbar(
+        [], [], yerr=[], fmt="D", color="black", capsize=4, label="mean, 95% t-interval"
+    )
+    ax_margin.axhline(MIN_MARGIN, color="tab:red", ls="--", lw=1.2, label="lecture rule threshold")
+    ax_margin.axhline(0, color="grey", lw=0.8)
+    ax_margin.set_xticks([0, 1], names)
+    ax_margin.set_xlim(-0.4, 1.5)
+    ax_margin.set(
+        xlabel="data distribution",
+        ylabel="winner's minus loser's test accuracy",
+        title=f"the swap of ranks, over {seeds} seeds",
+        ylim=(-0.1, 0.75),
+    )
+    ax_margin.legend(loc="upper left")
     save_figure(fig, out_dir / "accuracy.png")
