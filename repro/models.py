@@ -263,7 +263,9 @@ def restart(model, build, seed: int):
     new = build()
     for variable, value in zip(model.variables, new.variables, strict=True):
         variable.assign(value)
-    new.optimizer.build(new.trainable_variables)
+    for compiled_model in (model, new):
+        if not compiled_model.optimizer.built:
+            compiled_model.optimizer.build(compiled_model.trainable_variables)
     for variable, value in zip(model.optimizer.variables, new.optimizer.variables, strict=True):
         variable.assign(value)
     return model
