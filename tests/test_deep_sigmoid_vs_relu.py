@@ -1,170 +1,181 @@
-# TRIM (helper for deep_sigmoid_vs_relu): this is a copy of test_deep_init_symmetry.py; keep only what tests deep_sigmoid_vs_relu, then delete this line.
-"""deep-sigmoid-vs-relu, initialization and constant-init-symmetry: their verdicts follow the
-numbers in the CSVs, their configs reject nonsense, and their building blocks compute what
-the modules say they compute."""
+"""deep-sigmoid-vs-relu: the quick run and its verdict, noisy negative controls for every
+lecture rule, the ReLU rule failing on the badly initialized control nets, and the
+back-propagated signal computed as the module says, on either Keras backend."""
 
 import dataclasses
+import json
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
+from controls import assert_controls, measured_spread
 
-from repro.backend import seed_everything
-from repro.claims import constant_init_symmetry as symmetry
-from repro.claims import deep_sigmoid_vs_relu as deep
-from repro.claims import initialization as init
+from repro import backend
+from repro.backend import keras
+from repro.claims import deep_sigmoid_vs_relu as claim
 from repro.data import digits
-from repro.models import batches, mlp
-from repro.records import write_csv
-from repro.runner import run_claim
+from repro.records import read_csv, write_csv
+from repro.rules import LECTURE
 
-SEEDS = (0, 1, 2)
+SIGMOID, RELU = claim.SIGMOID, claim.RELU
+EPOCHS = claim.PROFILES["full"].epochs
+SIGMOID_SIGNAL = f"{SIGMOID}: log10(||dL/dz|| first hidden layer / logits) at init"
+RELU_SIGNAL = f"{RELU}: |log10(||dL/dz|| first hidden layer / logits)| at init"
+SIGMOID_TRAINS = f"{SIGMOID}: training accuracy after {EPOCHS} epochs at its best rate"
+RELU_TRAINS = f"{RELU}: training accuracy after {EPOCHS} epochs at its best rate"
+
+# Per-seed means and sds of each rule's statistic in the full-profile pilot on development
+# seeds 100-104 (docs/claims/deep-sigmoid-vs-relu.md).
+PILOT = {
+    SIGMOID_SIGNAL: (-6.14, 0.066),
+    RELU_SIGNAL: (0.062, 0.047),
+    SIGMOID_TRAINS: (0.105, 0.00036),
+    RELU_TRAINS: (0.998, 0.0015),
+}
+# Per rule: the statistic at its threshold (null), and clearly reversed or absent.
+EFFECTS = {
+    SIGMOID_SIGNAL: (claim.SIGMOID_MAX_LOG10_RATIO, 0.0),  # no vanishing, as with ReLU
+    RELU_SIGNAL: (claim.RELU_MAX_ORDERS, 7.5),  # explodes, as the N(0, 1) control does
+    SIGMOID_TRAINS: (claim.SIGMOID_MAX_ACCURACY, 0.95),  # the sigmoid net learns
+    RELU_TRAINS: (claim.RELU_MIN_ACCURACY, claim.CHANCE),  # the ReLU net stays at chance
+}
+
+
+@pytest.fixture(scope="module")
+def quick(quick_run):
+    return quick_run(claim.CLAIM_ID)
 
 
 def outcomes(verdict) -> dict[str, str]:
     return {rule.name: rule.outcome for rule in verdict.rules}
 
 
-# ------------------------------------------------------------------ invalid configs
+def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick):
+    for name, columns in claim.TABLES.items():
+        assert set(columns) <= set(read_csv(quick / name).columns), name
+    for name in claim.FIGURES:
+        assert (quick / name).stat().st_size > 0 and (quick / name).with_suffix(".svg").exists()
+    signals = read_csv(quick / "gradient_signal.csv")
+    assert set(signals["arm"]) == set(claim.ARMS)
+    assert claim.verdict(quick).to_dict() == json.loads((quick / "verdict.json").read_text())
+
+
+def test_every_rule_is_a_lecture_rule_with_its_slide(quick):
+    slides = {r.name: (r.kind, r.slide) for r in claim.verdict(quick).rules}
+    quick_epochs = claim.PROFILES["quick"].epochs
+    assert slides == {
+        SIGMOID_SIGNAL: (LECTURE, "Vanishing Gradients"),
+        RELU_SIGNAL: (LECTURE, "Vanishing Gradients"),
+        SIGMOID_TRAINS.replace(str(EPOCHS), str(quick_epochs)): (
+            LECTURE,
+            "Vanishing and Exploding Gradients",
+        ),
+        RELU_TRAINS.replace(str(EPOCHS), str(quick_epochs)): (LECTURE, "Vanishing Gradients"),
+    }
 
 
 @pytest.mark.parametrize(
-    ("config", "change"),
-    [
-        (deep.Config, {"depth": 5}),
-        (deep.Config, {"momentum": 1.0}),
-        (deep.Config, {"learning_rates": ()}),
-        (init.Config, {"target_accuracy": 0.05}),
-        (init.Config, {"learning_rates": (0.0,)}),
-        (symmetry.Config, {"dropout_rate": 1.5}),
-        (symmetry.Config, {"hidden_units": 1}),
-        (symmetry.Config, {"constant": 0.0}),
-    ],
+    "change", [{"depth": 5}, {"momentum": 1.0}, {"learning_rates": ()}, {"width": 0}]
 )
-def test_invalid_config_raises(config, change):
+def test_invalid_config_raises(change):
     with pytest.raises(ValueError):
-        dataclasses.replace(config(), **change)
+        dataclasses.replace(claim.Config(), **change)
 
 
-# --------------------------------------------------------------- deep-sigmoid-vs-relu
+# ------------------------------------------------------------- noisy negative controls
 
 
-def write_deep(out_dir, log10_ratio=None, final_accuracy=None, nan_seed=None):
-    """Eleven layers per arm whose dL/dz falls or grows geometrically from the logits down,
-    by `log10_ratio[arm]` decades (a little jitter per seed), and training curves at two
-    rates that end at `final_accuracy[arm]` at the better rate."""
-    log10_ratio = {
-        "sigmoid, Glorot": -6.0,
-        "ReLU, He": 0.05,
-        "ReLU, N(0,1)": 7.5,
-        "ReLU, N(0,0.01^2)": -12.5,
-    } | (log10_ratio or {})
-    final_accuracy = {"sigmoid, Glorot": 0.105, "ReLU, He": 0.99} | (final_accuracy or {})
+def write_deep(out_dir, values, rng, sds, nan_seed=None):
+    """The full profile's seeds. Per arm, eleven layers whose dL/dz changes geometrically
+    from the logits down by the seed's log10 ratio; training curves at two rates, the
+    better (0.01) ending at the seed's final accuracy, the other at chance."""
     signals, curves = [], []
-    for seed in SEEDS:
-        jitter = 0.02 * (seed - 1)
-        for arm, ratio in log10_ratio.items():
-            norms = 0.06 * np.logspace(ratio + jitter, 0, 11)
+    ratio = {"ReLU, N(0,1)": 7.5, "ReLU, N(0,0.01^2)": -12.5}
+    for seed in claim.SEEDS["full"]:
+        draw = {name: values[name] + rng.normal(0, sds[name]) for name in values}
+        ratio |= {SIGMOID: draw[SIGMOID_SIGNAL], RELU: draw[RELU_SIGNAL]}
+        final = {SIGMOID: draw[SIGMOID_TRAINS], RELU: draw[RELU_TRAINS]}
+        for arm, r in ratio.items():
+            norms = 0.06 * np.logspace(r, 0, 11)
             if seed == nan_seed:
                 norms[0] = np.nan
             signals += [
                 {
                     "seed": seed,
                     "arm": arm,
-                    "layer": i + 1,
+                    "layer": layer,
                     "signal_norm": n,
                     "kernel_spectral_norm": 1.9,
                 }
-                for i, n in enumerate(norms)
+                for layer, n in enumerate(norms, start=1)
             ]
-        for arm, final in final_accuracy.items():
-            for rate, end in ((0.01, final + jitter / 10), (1.0, 0.1)):
+        for arm, end in final.items():
+            for rate, last in ((0.01, np.clip(end, 0, 1)), (1.0, claim.CHANCE)):
                 curves += [
                     {
                         "seed": seed,
                         "arm": arm,
                         "learning_rate": rate,
                         "epoch": epoch,
+                        "loss": 2.3,
                         "train_accuracy": accuracy,
                         "test_accuracy": accuracy,
                     }
-                    for epoch, accuracy in enumerate(np.linspace(0.1, end, 5), start=1)
+                    for epoch, accuracy in enumerate(np.linspace(0.1, last, EPOCHS), start=1)
                 ]
     write_csv(pd.DataFrame(signals), out_dir / "gradient_signal.csv")
     write_csv(pd.DataFrame(curves), out_dir / "training.csv")
 
 
-def test_deep_verdict_reproduced_on_clean_numbers(tmp_path):
-    write_deep(tmp_path)
-    assert deep.verdict(tmp_path).label == "REPRODUCED"
+def pilot_sds(tested: str) -> dict[str, float]:
+    sds = {name: sd for name, (_, sd) in PILOT.items()}
+    sds[tested] = measured_spread(claim.CLAIM_ID, tested, pilot=PILOT[tested][1])
+    return sds
 
 
-@pytest.mark.parametrize(
-    ("change", "failing"),
-    [
-        # the sigmoid's signal only two orders down
-        ({"log10_ratio": {"sigmoid, Glorot": -2.0}}, "sigmoid, Glorot: log10"),
-        # ReLU's first layer gets 30x the logits' signal
-        ({"log10_ratio": {"ReLU, He": 1.5}}, "ReLU, He: |log10"),
-        ({"final_accuracy": {"sigmoid, Glorot": 0.5}}, "sigmoid, Glorot: training accuracy"),
-        ({"final_accuracy": {"ReLU, He": 0.5}}, "ReLU, He: training accuracy"),
-    ],
-)
-def test_deep_verdict_fails_when_one_number_breaks_the_claim(tmp_path, change, failing):
-    write_deep(tmp_path, **change)
-    result = outcomes(deep.verdict(tmp_path))
-    assert result == {name: "fail" if name.startswith(failing) else "pass" for name in result}
+def test_the_pilot_values_reproduce(tmp_path):
+    write_deep(
+        tmp_path,
+        {n: m for n, (m, _) in PILOT.items()},
+        np.random.default_rng(0),
+        {n: sd for n, (_, sd) in PILOT.items()},
+    )
+    assert set(outcomes(claim.verdict(tmp_path)).values()) == {"pass"}
 
 
-def test_deep_nan_seed_fails_as_no_measurement(tmp_path):
-    write_deep(tmp_path, nan_seed=1)
-    rules = {rule.name: rule for rule in deep.verdict(tmp_path).rules}
-    failed = [rule for rule in rules.values() if rule.outcome == "fail"]
-    assert len(failed) == 2  # both signal rules, sigmoid and ReLU
-    assert all(rule.reason == "no measurement" for rule in failed)
+@pytest.mark.parametrize("rule_name", list(PILOT))
+def test_lecture_rule_noisy_controls(tmp_path, rule_name):
+    null, reversed_ = EFFECTS[rule_name]
+    sds = pilot_sds(rule_name)
+
+    def write_tables(out_dir, effect, rng):
+        values = {n: m for n, (m, _) in PILOT.items()}
+        values[rule_name] = null if effect == "null" else reversed_
+        write_deep(out_dir, values, rng, sds)
+
+    assert_controls(claim, write_tables, rule_name, tmp_path)
 
 
-def test_relu_signal_rule_fails_on_the_badly_initialized_control_nets():
-    # The control arms of the experiment, measured as run() measures them: the rule that
-    # passes for He must fail for N(0, 1) (explodes downwards) and N(0, 0.01^2) (vanishes).
-    config = deep.Config()
-    x, y, _, _ = digits()
-    rows = []
-    for seed in SEEDS:
-        for arm in ("ReLU, He", *deep.CONTROLS):
-            seed_everything(seed)
-            norms = deep.backpropagated_signal(deep.net(config, x.shape[1], arm), x[:256], y[:256])
-            rows += [
-                {"seed": seed, "arm": arm, "layer": i + 1, "signal_norm": n}
-                for i, n in enumerate(norms)
-            ]
-    signals = pd.DataFrame(rows)
-    assert deep.relu_signal_rule(signals, "ReLU, He").outcome == "pass"
-    for arm in deep.CONTROLS:
-        assert deep.relu_signal_rule(signals, arm).outcome == "fail", arm
+def test_a_nan_seed_fails_as_no_measurement(tmp_path):
+    write_deep(
+        tmp_path,
+        {n: m for n, (m, _) in PILOT.items()},
+        np.random.default_rng(0),
+        {n: sd for n, (_, sd) in PILOT.items()},
+        nan_seed=1,
+    )
+    failed = [r for r in claim.verdict(tmp_path).rules if r.outcome == "fail"]
+    assert [r.name for r in failed] == [SIGMOID_SIGNAL, RELU_SIGNAL]
+    assert all(r.reason == "no measurement" for r in failed)
 
 
-def test_backpropagated_signal_matches_a_hand_computed_gradient():
-    # One Dense layer, softmax cross-entropy: dL/dz = (softmax(z) - onehot(y)) / batch.
-    seed_everything(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
-    x = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
-    y = np.array([0, 1, 2, 3, 0])
-    logits = x @ np.asarray(model.layers[0].kernel) + np.asarray(model.layers[0].bias)
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    (norm,) = deep.backpropagated_signal(model, x, y)
-    assert norm == pytest.approx(np.linalg.norm((probabilities - np.eye(4)[y]) / len(y)), rel=1e-5)
-
-
-def test_sigmoid_signal_respects_the_quarter_times_weight_norm_bound():
-    config = deep.Config()
-    x, y, _, _ = digits()
-    seed_everything(0)
-    model = deep.net(config, x.shape[1], "sigmoid, Glorot")
-    signal = np.array(deep.backpropagated_signal(model, x[:256], y[:256]))
-    spectral = np.array(deep.spectral_norms(model))
-    assert np.all(signal[:-1] <= 0.25 * spectral[1:] * signal[1:] * (1 + 1e-5))
+def test_relu_signal_rule_fails_on_the_badly_initialized_control_nets(quick):
+    # The control arms of the quick run, measured as the ReLU arm is: the rule that holds
+    # for He fails for N(0, 1) (explodes downwards) and N(0, 0.01^2) (vanishes).
+    signals = read_csv(quick / "gradient_signal.csv")
+    assert claim.relu_signal_rule(signals, RELU).outcome == "pass"
+    for arm in claim.CONTROLS:
+        assert claim.relu_signal_rule(signals, arm).outcome == "fail", arm
 
 
 def test_best_rate_is_the_highest_mean_final_accuracy_with_ties_to_the_smaller_rate():
@@ -177,296 +188,45 @@ def test_best_rate_is_the_highest_mean_final_accuracy_with_ties_to_the_smaller_r
             "train_accuracy": [0.5, 0.7, 0.6, 0.6, 0.2, 0.2],
         }
     )
-    assert deep.best_rate(curves, "a") == 0.01
+    assert claim.best_rate(curves, "a") == 0.01
 
 
-# ---------------------------------------------------------------------- initialization
-
-GROWTH = {
-    "ReLU, N(0,1)": 5.66,
-    "ReLU, N(0,0.01^2)": 0.0566,
-    "ReLU, Glorot": 0.707,
-    "ReLU, He": 1.0,
-    "tanh, Glorot": 0.97,
-}
+# ---------------------------------------------- the measurement, on either backend
 
 
-def write_initialization(
-    out_dir, growth=None, predicted=None, reach_epoch=None, poor=0.1, nan_seed=None
-):
-    """Activation stds growing geometrically per layer (`growth`, against the `predicted`
-    factor) with a little jitter per seed, and test-accuracy curves at two rates: at the
-    better rate an arm jumps to 0.93 at `reach_epoch[arm]`, the poor arms stay at `poor`."""
-    growth = GROWTH | (growth or {})
-    predicted = GROWTH | {"tanh, Glorot": np.nan} | (predicted or {})
-    reach_epoch = {"ReLU, He": 3, "ReLU, Glorot": 8, "tanh, Glorot": 5} | (reach_epoch or {})
-    scales, curves = [], []
-    for seed in SEEDS:
-        jitter = 1 + 0.01 * (seed - 1)
-        for scheme in init.SCHEMES:
-            stds = 0.4 * (growth[scheme] * jitter) ** np.arange(11)
-            if seed == nan_seed:
-                stds[-1] = np.nan
-            scales += [
-                {
-                    "seed": seed,
-                    "scheme": scheme,
-                    "layer": layer,
-                    "activation_std": std,
-                    "predicted_growth": predicted[scheme],
-                }
-                for layer, std in enumerate(stds)
-            ]
-            for rate in (0.01, 0.1):
-                reach = reach_epoch.get(scheme, 99) + (0 if rate == 0.01 else 5)
-                curves += [
-                    {
-                        "seed": seed,
-                        "scheme": scheme,
-                        "learning_rate": rate,
-                        "target_accuracy": 0.8,
-                        "epoch": epoch,
-                        "train_loss": 0.5,
-                        "test_accuracy": poor + 0.01 * seed
-                        if scheme in init.POOR
-                        else (0.93 if epoch >= reach else 0.5) - 0.01 * seed,
-                    }
-                    for epoch in range(1, 21)
-                ]
-    write_csv(pd.DataFrame(scales), out_dir / "activation_scale.csv")
-    write_csv(pd.DataFrame(curves), out_dir / "training.csv")
-
-
-def test_initialization_verdict_reproduced_on_clean_numbers(tmp_path):
-    write_initialization(tmp_path)
-    assert init.verdict(tmp_path).label == "REPRODUCED"
-
-
-@pytest.mark.parametrize(
-    ("change", "failing"),
-    [
-        # N(0,1) grows only 1.5x a layer: 1.8 orders at the last layer
-        ({"growth": {"ReLU, N(0,1)": 1.5}, "predicted": {"ReLU, N(0,1)": 1.5}}, "ReLU, N(0,1):"),
-        (
-            {"growth": {"ReLU, N(0,0.01^2)": 0.7}, "predicted": {"ReLU, N(0,0.01^2)": 0.7}},
-            "ReLU, N(0,0.01^2):",
-        ),
-        ({"growth": {"ReLU, He": 0.75}, "predicted": {"ReLU, He": 0.75}}, "ReLU, He: largest"),
-        ({"growth": {"tanh, Glorot": 0.7}}, "tanh, Glorot: largest"),
-        # the mismatch keeps the scale: 0.95 a layer
-        (
-            {"growth": {"ReLU, Glorot": 0.95}, "predicted": {"ReLU, Glorot": 0.95}},
-            "ReLU, Glorot (mismatch)",
-        ),
-        ({"predicted": {"ReLU, He": 2.0}}, "ReLU arms: mean |fitted growth"),
-        ({"poor": 0.85}, "N(0,1) and N(0,0.01^2)"),
-        ({"reach_epoch": {"tanh, Glorot": 30}}, "He, Glorot (ReLU) and tanh"),
-        ({"reach_epoch": {"ReLU, Glorot": 2}}, "ReLU: area under"),  # Glorot faster than He
-    ],
-)
-def test_initialization_verdict_fails_when_the_numbers_break_the_claim(tmp_path, change, failing):
-    write_initialization(tmp_path, **change)
-    result = outcomes(init.verdict(tmp_path))
-    assert result == {name: "fail" if name.startswith(failing) else "pass" for name in result}
-
-
-def test_initialization_nan_layer_fails_as_no_measurement(tmp_path):
-    write_initialization(tmp_path, nan_seed=1)
-    failed = [rule for rule in init.verdict(tmp_path).rules if rule.outcome == "fail"]
-    assert len(failed) == 6  # every rule on activation scales
-    assert all(rule.reason == "no measurement" for rule in failed)
-
-
-def test_best_rate_is_the_largest_area_under_the_curve_ties_to_the_smaller_rate():
-    write_curves = pd.DataFrame(
-        {
-            "scheme": "a",
-            "seed": 0,
-            "learning_rate": [0.1, 0.1, 0.01, 0.01, 1.0, 1.0],
-            "epoch": [1, 2] * 3,
-            "test_accuracy": [0.2, 0.9, 0.5, 0.6, 0.6, 0.5],
-        }
+@pytest.mark.backends
+def test_backpropagated_signal_matches_a_hand_computed_gradient():
+    # Two Dense layers, softmax cross-entropy (mean over the batch):
+    # dL/dz2 = (softmax(z2) - onehot(y)) / batch and dL/dz1 = dL/dz2 W2^T * sigmoid'(z1).
+    backend.seed_everything(0)
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(5, "sigmoid"), keras.layers.Dense(4)]
     )
-    assert init.best_rate(write_curves, "a") == 0.01
+    x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
+    y = np.array([0, 1, 2, 3, 0, 1])
+    (w1, b1), (w2, b2) = [
+        [keras.ops.convert_to_numpy(v).astype(np.float64) for v in (layer.kernel, layer.bias)]
+        for layer in model.layers
+    ]
+    z1 = x @ w1 + b1
+    a1 = 1 / (1 + np.exp(-z1))
+    z2 = a1 @ w2 + b2
+    p = np.exp(z2 - z2.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    g2 = (p - np.eye(4)[y]) / len(y)
+    g1 = g2 @ w2.T * a1 * (1 - a1)
+    first, second = claim.backpropagated_signal(model, x, y)
+    assert first == pytest.approx(np.linalg.norm(g1), rel=1e-4)
+    assert second == pytest.approx(np.linalg.norm(g2), rel=1e-5)
 
 
-def test_growth_factor_recovers_a_geometric_profile():
-    scales = pd.DataFrame({"layer": range(11), "activation_std": 0.3 * 0.707 ** np.arange(11)})
-    assert init.growth_factor(scales) == pytest.approx(0.707, rel=1e-9)
-
-
-def test_predicted_growth_is_sqrt_of_fan_in_times_variance_over_two():
-    seed_everything(0)
-    model = mlp(8, 10, hidden=(16, 16, 16), kernel_initializer=keras.initializers.Constant(0.25))
-    assert init.predicted_growth(model) == pytest.approx(np.sqrt(16 * 0.25**2 / 2))
-
-
-def test_every_layer_gets_its_own_kernel_whatever_form_the_initializer_takes():
-    # A Keras 3 initializer object fixes its seed when made: shared as it is, it would make
-    # every same-shaped layer alike. mlp gives each layer a fresh one.
-    seed_everything(0)
-    shared = mlp(8, 10, hidden=(16, 16, 16), kernel_initializer=keras.initializers.HeNormal())
-    named = mlp(8, 10, hidden=(16, 16, 16), kernel_initializer=init.SCHEMES["ReLU, He"][1])
-    assert not np.allclose(shared.layers[1].kernel, shared.layers[2].kernel)
-    assert not np.allclose(named.layers[1].kernel, named.layers[2].kernel)
-
-
-def test_reused_trainer_trains_exactly_like_a_new_model():
-    config = init.Config(depth=3, width=16, epochs=2)
-    rate = 0.03  # not the rate the trainer was compiled with: set per run
+@pytest.mark.backends
+def test_sigmoid_signal_respects_the_quarter_times_weight_norm_bound():
+    config = claim.Config()
     x, y, _, _ = digits()
-    x, y = x[:256], y[:256]
-
-    def new_model_losses():
-        seed_everything(7)
-        model = mlp(x.shape[1], 10, hidden=(16,) * 3, kernel_initializer="he_normal")
-        model.compile(
-            optimizer=keras.optimizers.SGD(rate, momentum=config.momentum),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        # One batch per call of the training step, unlike the trainer: the same updates.
-        history = model.fit(batches(x, y, config.batch_size, shuffle_seed=7), epochs=2, verbose=0)
-        return history.history["loss"]
-
-    trainer = init.compiled_trainer(config, x.shape[1], "relu")
-    for _ in range(2):  # the second run must not inherit the first run's momentum
-        seed_everything(7)
-        start = mlp(x.shape[1], 10, hidden=(16,) * 3, kernel_initializer="he_normal")
-        history = init.train(trainer, start.get_weights(), rate, config, x, y, 7, [])
-        assert history.history["loss"] == new_model_losses()
-
-
-# -------------------------------------------------------------- constant-init-symmetry
-
-
-def write_symmetry(
-    out_dir,
-    constant_difference=0.0,
-    random_difference=1.0,
-    control_difference=2.0,
-    loss_gap=1e-7,
-    accuracy=None,
-    one_unit_accuracy_gap=0.0,
-):
-    """Unit differences per step (the control's incoming difference grows from 0 to
-    `control_difference`) and final training accuracies per case, a little apart per seed."""
-    accuracy = {
-        "constant": 0.33,
-        "constant_dropout": 0.96,
-        "random": 0.985,
-        "constant_hidden": 0.97,
-    } | (accuracy or {})
-    accuracy["one_unit"] = accuracy["constant"] + one_unit_accuracy_gap
-    steps, epochs = [], []
-    for seed in SEEDS:
-        for case in symmetry.CASES:
-            for step in range(1, 41):
-                every, incoming = {
-                    "constant": (constant_difference, constant_difference),
-                    "constant_dropout": (0.1 * step, 0.05 * step),
-                    "random": (random_difference, random_difference),
-                    "constant_hidden": (1.0, control_difference * step / 40),
-                    "one_unit": (np.nan, np.nan),
-                }[case]
-                loss = 2.3 - step / 40
-                steps.append(
-                    {
-                        "seed": seed,
-                        "case": case,
-                        "step": step,
-                        "loss": loss * (1 + loss_gap) if case == "one_unit" else loss,
-                        "unit_difference": every,
-                        "incoming_difference": incoming,
-                    }
-                )
-            for epoch in (1, 2):
-                final = accuracy[case] + 0.002 * seed
-                epochs.append(
-                    {
-                        "seed": seed,
-                        "case": case,
-                        "epoch": epoch,
-                        "train_accuracy": final if epoch == 2 else final / 2,
-                        "test_accuracy": final,
-                    }
-                )
-    write_csv(pd.DataFrame(steps), out_dir / "steps.csv")
-    write_csv(pd.DataFrame(epochs), out_dir / "epochs.csv")
-
-
-def test_symmetry_verdict_reproduced_on_clean_numbers(tmp_path):
-    write_symmetry(tmp_path)
-    assert symmetry.verdict(tmp_path).label == "REPRODUCED"
-
-
-@pytest.mark.parametrize(
-    ("change", "failing"),
-    [
-        ({"constant_difference": 1e-5}, ["constant init: largest"]),
-        # a net without dropout in the dropout arm: it trains like the symmetric net
-        (
-            {"accuracy": {"constant_dropout": 0.33}},
-            ["constant init + dropout", "Glorot init: final training accuracy"],
-        ),
-        ({"accuracy": {"constant_dropout": 0.85}}, ["Glorot init: final training accuracy"]),
-        ({"random_difference": 1e-5}, ["Glorot init: log10"]),
-        ({"control_difference": 0.0}, ["control, constant hidden layer"]),
-        ({"loss_gap": 1e-2}, ["constant net vs one-unit net: largest relative gap"]),
-        ({"one_unit_accuracy_gap": 0.05}, ["constant net vs one-unit net: largest gap in"]),
-    ],
-)
-def test_symmetry_verdict_fails_when_one_number_breaks_the_claim(tmp_path, change, failing):
-    write_symmetry(tmp_path, **change)
-    result = outcomes(symmetry.verdict(tmp_path))
-    expected = {n: "fail" if any(n.startswith(f) for f in failing) else "pass" for n in result}
-    assert result == expected
-
-
-def test_symmetry_nan_accuracy_fails_as_no_measurement(tmp_path):
-    write_symmetry(tmp_path)
-    epochs = pd.read_csv(tmp_path / "epochs.csv")
-    epochs.loc[(epochs["case"] == "constant_dropout") & (epochs["seed"] == 1), "train_accuracy"] = (
-        np.nan
-    )
-    write_csv(epochs, tmp_path / "epochs.csv")
-    failed = [rule for rule in symmetry.verdict(tmp_path).rules if rule.outcome == "fail"]
-    assert len(failed) == 2  # both rules on the dropout net's accuracy
-    assert all(rule.reason == "no measurement" for rule in failed)
-
-
-def test_unit_differences_are_the_largest_gaps_between_two_units():
-    seed_everything(0)
-    model = symmetry.build("constant", symmetry.Config(hidden_units=4), input_dim=3)
-    assert [float(d) for d in symmetry.unit_differences(model)] == [0.0, 0.0]
-    # Units 0 and 2 now send 0.3 and -0.2 more to class 0, and unit 1 gets 0.1 more bias:
-    # the largest gap between two units (in any one parameter) is 0.3 - (-0.2); in the
-    # incoming parameters it is the bias's 0.1.
-    output, bias = model.layers[-1].kernel, model.layers[0].bias
-    output.assign(np.asarray(output) + np.outer([0.3, 0, -0.2, 0], np.eye(10)[0]))
-    bias.assign(np.asarray(bias) + [0, 0.1, 0, 0])
-    every, incoming = symmetry.unit_differences(model)
-    assert float(every) == pytest.approx(0.5)
-    assert float(incoming) == pytest.approx(0.1)
-
-
-def test_control_starts_with_equal_incoming_and_different_outgoing_weights():
-    seed_everything(0)
-    model = symmetry.build("constant_hidden", symmetry.Config(hidden_units=4), input_dim=3)
-    every, incoming = symmetry.unit_differences(model)
-    assert float(incoming) == 0.0 and float(every) > 0.01
-
-
-def test_constant_net_and_one_unit_net_start_as_the_same_function():
-    config = symmetry.Config()
-    x, _, _, _ = digits()
-    wide = symmetry.build("constant", config, x.shape[1])
-    single = symmetry.build("one_unit", config, x.shape[1])
-    np.testing.assert_allclose(wide(x, training=False), single(x, training=False), rtol=1e-6)
-
-
-def test_symmetry_quick_run_is_byte_reproducible(tmp_path):
-    for out in ("first", "second"):
-        run_claim(symmetry, "quick", (0,), tmp_path / out)
-    for name in symmetry.TABLES:
-        first = (tmp_path / "first" / symmetry.CLAIM_ID / name).read_bytes()
-        assert first == (tmp_path / "second" / symmetry.CLAIM_ID / name).read_bytes(), name
+    backend.seed_everything(0)
+    model = claim.net(config, x.shape[1], SIGMOID)
+    signal = np.array(claim.backpropagated_signal(model, x[:256], y[:256]))
+    spectral = np.array(claim.spectral_norms(model))
+    assert np.all(signal[:-1] <= 0.25 * spectral[1:] * signal[1:] * (1 + 1e-5))
+    assert np.log10(signal[0] / signal[-1]) < -3  # the claim's own measurement, one seed
