@@ -1,89 +1,105 @@
-# TRIM (helper for dropout_regularizes): this is a copy of test_dropout_mc.py; keep only what tests dropout_regularizes, then delete this line.
-"""dropout-regularizes and mc-dropout: configs, scores, and rules that fail on broken variants."""
+"""dropout-regularizes: outputs, config, pairing, noisy controls for both lecture rules, and
+the epoch-cap check."""
 
-import keras
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from controls import assert_controls, measured_spread
 
-from repro import claims
-from repro.models import batches
+from repro.backend import seed_everything
+from repro.check import same_record
+from repro.claims import dropout_regularizes as claim
 from repro.records import read_csv, write_csv
-from repro.rules import FAIL, PASS
-from repro.runner import run_claim
+from repro.rules import FAIL, NOT_REPRODUCED, PASS
 
-DROPOUT = claims.get("dropout-regularizes")
-MC = claims.get("mc-dropout")
-
-
-def outcomes(verdict) -> dict[str, str]:
-    return {rule.name: rule.outcome for rule in verdict.rules}
-
-
-def outcome_of(verdict, words: str) -> str:
-    (outcome,) = [o for name, o in outcomes(verdict).items() if words in name]
-    return outcome
+PREMISE = "overfitting premise: train minus test accuracy at p = 0"
+GAP = "train-test gap at p = 0.5 minus at p = 0, paired per seed"
+CHECK = "runs stopped by the epoch cap"
+GAIN = "test accuracy at the validation-chosen rate minus at p = 0"
+# Per-seed standard deviations on development seeds (docs/claims/dropout-regularizes.md).
+PILOT_SPREAD = {PREMISE: 0.024, GAP: 0.028}  # seeds 100-107
 
 
-@pytest.fixture(scope="module")
-def quick_results(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dropout_mc")
-    for claim in (DROPOUT, MC):
-        run_claim(claim, "quick", tuple(claim.SEEDS["quick"]), root)
-    return root
+def rule(verdict, name_start):
+    (found,) = [r for r in verdict.rules if r.name.startswith(name_start)]
+    return found
 
 
-@pytest.mark.parametrize("claim", [DROPOUT, MC], ids=lambda c: c.CLAIM_ID)
-def test_quick_run_writes_its_tables_and_figures(quick_results, claim):
-    for name, columns in claim.TABLES.items():
-        assert set(columns) <= set(read_csv(quick_results / claim.CLAIM_ID / name).columns)
-    for name in claim.FIGURES:
-        assert (quick_results / claim.CLAIM_ID / name).stat().st_size > 10_000
+def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick_run):
+    out_dir = quick_run(claim.CLAIM_ID)
+    for name in [*claim.TABLES, *claim.FIGURES]:
+        assert (out_dir / name).stat().st_size > 0, name
+    recorded = json.loads((out_dir / "verdict.json").read_text())
+    assert same_record(recorded, claim.verdict(out_dir).to_dict())
+    table = read_csv(out_dir / "accuracy.csv")
+    assert set(claim.TABLES["accuracy.csv"]) <= set(table.columns)
+    assert sorted(table["seed"].unique()) == list(claim.SEEDS["quick"])
+
+
+def test_every_quick_run_was_stopped_by_patience_at_its_validation_minimum(quick_run):
+    table = read_csv(quick_run(claim.CLAIM_ID) / "accuracy.csv")
+    patience = claim.PROFILES["quick"].patience
+    assert (table["stopped_epoch"] == table["best_epoch"] + patience).all()
+    assert (table["stopped_epoch"] < table["epoch_cap"]).all()
 
 
 @pytest.mark.parametrize(
-    ("claim", "bad"),
+    "bad",
     [
-        (DROPOUT, {"dropout_rates": (0.0, 1.0)}),
-        (DROPOUT, {"dropout_rates": (0.2, 0.5)}),  # no p = 0 baseline
-        (DROPOUT, {"dropout_rates": (0.0, 0.5, 0.2)}),
-        (DROPOUT, {"train_examples": 7000}),  # more than the pool holds with validation
-        (DROPOUT, {"test_examples": 20005}),  # the generator makes whole classes
-        (DROPOUT, {"hidden": ()}),
-        (DROPOUT, {"epochs": 0}),
-        (MC, {"dropout_rate": 0.0}),
-        (MC, {"test_fraction": 1.0}),
-        (MC, {"masks": 1}),
-        (MC, {"learning_rate": 0.0}),
+        {"dropout_rates": (0.0, 1.0)},
+        {"dropout_rates": (0.2, 0.5)},  # no p = 0 baseline
+        {"dropout_rates": (0.0, 0.5, 0.2)},
+        {"dropout_rates": (0.0, 0.3)},  # without the lecture's rate
+        {"train_examples": 7000},  # more than the pool holds with validation
+        {"test_examples": 20005},  # the generator makes whole classes
+        {"hidden": ()},
+        {"patience": 0},
+        {"epoch_cap": 10},  # not above the patience
     ],
 )
-def test_invalid_config_raises(claim, bad):
+def test_config_rejects_invalid_values(bad):
     with pytest.raises(ValueError):
         claim.Config(**bad)
 
 
-# ------------------------------------------------------------------ dropout-regularizes
+def test_every_rate_starts_from_the_same_weights():
+    config = claim.PROFILES["quick"]
+    weights = []
+    for rate in (0.0, 0.5):
+        seed_everything(7)
+        model = claim.network(config, 40, rate, seed=7)
+        weights.append([np.asarray(w) for w in model.get_weights()])
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
-def dropout_table(gain=0.02, gap_change=-0.05, seeds=8, noise=0.004) -> pd.DataFrame:
-    """A synthetic accuracy.csv: p = 0.3 wins validation and moves test accuracy and gap."""
-    rng = np.random.default_rng(0)
+# ------------------------------------------------------------- synthetic accuracy tables
+
+
+def synthetic_accuracy(baseline_gap, gap_change, rng, rates=(0.0, 0.5)) -> pd.DataFrame:
+    """accuracy.csv for the full profile's seeds: per seed, the gap at p = 0 and its change
+    at p = 0.5 are drawn with the given (mean, sd); every run stopped well before the cap."""
     rows = []
-    for seed in range(seeds):
-        base_test, base_train = 0.6 + rng.normal(0, 0.01), 0.9
-        for rate in (0.0, 0.1, 0.3, 0.5):
-            chosen = rate == 0.3
-            test = base_test + (gain + rng.normal(0, noise) if chosen else -0.01 * (rate > 0))
-            gap = base_train - base_test + (gap_change + rng.normal(0, noise) if chosen else 0)
+    for seed in claim.SEEDS["full"]:
+        test_at_zero = 0.62 + rng.normal(0, 0.01)
+        gap_at_zero = baseline_gap[0] + rng.normal(0, baseline_gap[1])
+        change = gap_change[0] + rng.normal(0, gap_change[1])
+        for rate in rates:
+            test = test_at_zero + 0.05 * rate
+            gap = gap_at_zero + change * rate / 0.5
             rows.append(
                 {
                     "seed": seed,
                     "dropout_rate": rate,
-                    "best_epoch": 10,
+                    "best_epoch": 20 + 200 * rate,
+                    "stopped_epoch": 30 + 200 * rate,
+                    "epoch_cap": 400,
                     "validation_loss": 1.0,
-                    "validation_correct": 1300 if chosen else 1200,
+                    "validation_correct": round(2000 * test),
                     "train_accuracy": test + gap,
-                    "validation_accuracy": 0.65 if chosen else 0.6,
+                    "validation_accuracy": round(2000 * test) / 2000,
                     "test_accuracy": test,
                     "gap": gap,
                 }
@@ -91,156 +107,68 @@ def dropout_table(gain=0.02, gap_change=-0.05, seeds=8, noise=0.004) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def dropout_verdict(table, tmp_path):
-    write_csv(table, tmp_path / "accuracy.csv")
-    return DROPOUT.verdict(tmp_path)
-
-
-def test_dropout_clean_synthetic_table_is_reproduced(tmp_path):
-    verdict = dropout_verdict(dropout_table(), tmp_path)
-    assert set(outcomes(verdict).values()) == {PASS}
-    assert verdict.reproduced
-
-
-def test_dropout_gain_rule_fails_when_the_chosen_rate_gains_nothing(tmp_path):
-    verdict = dropout_verdict(dropout_table(gain=0.0, noise=0.0), tmp_path)
-    assert outcome_of(verdict, "test gain") == FAIL
-    assert outcome_of(verdict, "gap change") == PASS
-
-
-def test_dropout_gain_rule_fails_when_dropout_hurts(tmp_path):
-    verdict = dropout_verdict(dropout_table(gain=-0.02), tmp_path)
-    assert outcome_of(verdict, "test gain") == FAIL
-
-
-def test_dropout_gap_rule_fails_when_the_gap_does_not_shrink(tmp_path):
-    verdict = dropout_verdict(dropout_table(gap_change=0.0, noise=0.0), tmp_path)
-    assert outcome_of(verdict, "gap change") == FAIL
-    assert outcome_of(verdict, "test gain") == PASS
-
-
-def test_dropout_nan_seed_is_no_measurement(tmp_path):
-    table = dropout_table()
-    table.loc[(table["seed"] == 3) & (table["dropout_rate"] == 0.3), "test_accuracy"] = np.nan
-    rule = dropout_verdict(table, tmp_path).rules[0]
-    assert rule.outcome == FAIL and rule.reason == "no measurement"
-
-
-def test_dropout_rate_is_chosen_by_validation_count_ties_to_the_smaller_rate():
-    table = dropout_table(seeds=2)
-    table.loc[(table["seed"] == 1) & (table["dropout_rate"] == 0.1), "validation_correct"] = 1300
-    assert DROPOUT.paired(table)["chosen_rate"].tolist() == [0.3, 0.1]
-
-
-def test_each_arm_is_restored_to_its_lowest_validation_loss():
-    # Random labels: validation loss rises once the arms memorize, so the best epoch is early.
+def test_a_clean_synthetic_table_is_reproduced(tmp_path):
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(300, 40)).astype("float32"), rng.integers(0, 10, 300)
-    keras.utils.set_random_seed(0)
-    model = DROPOUT.compiled_arms(DROPOUT.PROFILES["quick"], 40)
-    best = DROPOUT.BestValidationLoss(x[:100], y[:100])
-    model.fit(batches(x[100:], [y[100:]] * 2, 32, 0), epochs=8, verbose=0, callbacks=[best])
-    best.restore()
-    assert min(best.best_epoch) < 8
-    for i, logits in enumerate(model.predict_on_batch(x[:100])):
-        loss = DROPOUT.cross_entropy(np.asarray(logits), y[:100])
-        assert loss == pytest.approx(best.best_loss[i], rel=1e-5)
+    write_csv(synthetic_accuracy((0.3, 0.03), (-0.06, 0.02), rng), tmp_path / "accuracy.csv")
+    verdict = claim.verdict(tmp_path)
+    assert verdict.reproduced, verdict.describe()
+    assert {r.outcome for r in verdict.rules} == {PASS}
 
 
-# ------------------------------------------------------------------------ mc-dropout
+def test_premise_rule_controls(tmp_path):
+    sd = measured_spread(claim.CLAIM_ID, PREMISE, pilot=PILOT_SPREAD[PREMISE])
+    # null: the gap at p = 0 sits at the threshold; reversed: no overfitting at all.
+    centers = {"null": claim.PREMISE_GAP, "reversed": 0.0}
+
+    def write_tables(out_dir, effect, rng):
+        table = synthetic_accuracy((centers[effect], sd), (-0.06, 0.02), rng)
+        write_csv(table, out_dir / "accuracy.csv")
+
+    assert_controls(claim, write_tables, PREMISE, tmp_path)
 
 
-def mc_table(seeds=6, errors_signal=1.5, control_signal=0.7, unfamiliar_shift=1.0):
-    """A synthetic predictions.csv: disagreement rises on errors (unfamiliar inputs are all
-    wrong) and by `unfamiliar_shift` more on unfamiliar inputs."""
-    rng = np.random.default_rng(1)
-    frames = []
-    for seed in range(seeds):
-        for name, n, shift in (
-            ("test", 300, 0.0),
-            ("held-out classes", 100, unfamiliar_shift),
-            ("permuted pixels", 300, unfamiliar_shift),
-        ):
-            wrong = rng.random(n) < 0.1 if name == "test" else np.ones(n, bool)
-            disagreement = rng.normal(0, 1, n) + errors_signal * wrong + shift
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "seed": seed,
-                        "inputs": name,
-                        "label": 0,
-                        "mc_predicted": np.where(wrong, 1, 0),
-                        "mc_correct": ~wrong,
-                        "deterministic_predicted": np.where(wrong, 1, 0),
-                        "deterministic_correct": ~wrong,
-                        "votes_against_mode": np.clip(np.round(10 * disagreement), 0, 50),
-                        "mutual_information": np.exp(disagreement),
-                        "predictive_entropy": np.exp(disagreement),
-                        "deterministic_entropy": np.exp(
-                            rng.normal(0, 1, n) + control_signal * wrong + shift
-                        ),
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True)
+def test_gap_rule_controls(tmp_path):
+    sd = measured_spread(claim.CLAIM_ID, GAP, pilot=PILOT_SPREAD[GAP])
+    # null: dropout leaves the gap as it is; reversed: dropout widens it by 5 points.
+    centers = {"null": 0.0, "reversed": 0.05}
+
+    def write_tables(out_dir, effect, rng):
+        table = synthetic_accuracy((0.3, 0.03), (centers[effect], sd), rng)
+        write_csv(table, out_dir / "accuracy.csv")
+
+    assert_controls(claim, write_tables, GAP, tmp_path)
 
 
-def mc_verdict(table, tmp_path):
-    write_csv(table, tmp_path / "predictions.csv")
-    return MC.verdict(tmp_path)
+def test_rate_is_chosen_by_validation_count_and_ties_go_to_the_smaller_rate():
+    rng = np.random.default_rng(0)
+    table = synthetic_accuracy((0.3, 0.03), (-0.06, 0.02), rng, rates=(0.0, 0.2, 0.5))
+    first, second = claim.SEEDS["full"][:2]
+    table.loc[table["seed"] == first, "validation_correct"] = 1200
+    table.loc[(table["seed"] == second) & (table["dropout_rate"] == 0.2), "validation_correct"] = (
+        5000
+    )
+    chosen = claim.paired(table)["chosen_rate"]
+    assert chosen[first] == 0.0 and chosen[second] == 0.2
 
 
-def test_mc_clean_synthetic_table_is_reproduced(tmp_path):
-    verdict = mc_verdict(mc_table(), tmp_path)
-    assert set(outcomes(verdict).values()) == {PASS}
+def test_a_nan_is_no_measurement(tmp_path):
+    table = synthetic_accuracy((0.3, 0.03), (-0.06, 0.02), np.random.default_rng(0))
+    table.loc[table.index[1], "train_accuracy"] = np.nan
+    table["gap"] = table["train_accuracy"] - table["test_accuracy"]
+    write_csv(table, tmp_path / "accuracy.csv")
+    broken = rule(claim.verdict(tmp_path), GAP)
+    assert broken.outcome == FAIL and broken.reason == "no measurement"
 
 
-def test_mc_error_rule_fails_when_masks_never_disagree(tmp_path):
-    table = mc_table()
-    table["mutual_information"] = 0.0  # masks that change nothing: AUROC exactly 0.5
-    verdict = mc_verdict(table, tmp_path)
-    assert outcome_of(verdict, "[lecture] AUROC") == FAIL
-    for name in ("held-out classes", "permuted pixels"):
-        assert outcome_of(verdict, f"for {name} vs test") == FAIL
+# ---------------------------------------------------------------------------- the check
 
 
-def test_mc_control_rule_fails_when_disagreement_is_the_deterministic_entropy(tmp_path):
-    table = mc_table()
-    table["mutual_information"] = table["deterministic_entropy"]
-    verdict = mc_verdict(table, tmp_path)
-    assert outcome_of(verdict, "[lecture] AUROC") == PASS
-    assert outcome_of(verdict, "[lecture, control]") == FAIL
-
-
-def test_mc_unfamiliar_rules_fail_when_unfamiliar_inputs_disagree_less(tmp_path):
-    verdict = mc_verdict(mc_table(unfamiliar_shift=-3.0), tmp_path)
-    assert outcome_of(verdict, "for permuted pixels vs test") == FAIL
-    assert outcome_of(verdict, "for held-out classes vs test") == FAIL
-    assert outcome_of(verdict, "[lecture] AUROC") == PASS
-
-
-def test_mc_seed_without_errors_is_no_measurement(tmp_path):
-    table = mc_table()
-    table.loc[(table["seed"] == 2) & (table["inputs"] == "test"), "mc_correct"] = True
-    rule = mc_verdict(table, tmp_path).rules[0]
-    assert rule.outcome == FAIL and rule.reason == "no measurement"
-
-
-def test_mask_scores_see_no_disagreement_when_masks_change_nothing():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])  # no dropout at all
-    x = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
-    scores = MC.mask_scores(model, x, masks=7)
-    assert np.all(scores["votes_against_mode"] == 0)
-    np.testing.assert_allclose(scores["mutual_information"], 0, atol=1e-6)
-    np.testing.assert_allclose(scores["predictive_entropy"], scores["deterministic_entropy"])
-    np.testing.assert_array_equal(scores["mc_predicted"], scores["deterministic_predicted"])
-
-
-def test_mask_scores_disagree_with_dropout_on():
-    keras.utils.set_random_seed(0)
-    model = MC.dropout_mlp(MC.Config(hidden=(32,), dropout_rate=0.5), 5)
-    x = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
-    scores = MC.mask_scores(model, x, masks=50)
-    assert scores["mutual_information"].min() > 0
-    assert scores["votes_against_mode"].max() > 0
+def test_check_holds_on_the_quick_run_and_fails_when_a_run_reaches_the_cap(quick_run, tmp_path):
+    out_dir = quick_run(claim.CLAIM_ID)
+    assert rule(claim.verdict(out_dir), CHECK).outcome == PASS
+    table = read_csv(out_dir / "accuracy.csv")
+    table.loc[table.index[-1], "stopped_epoch"] = table.loc[table.index[-1], "epoch_cap"]
+    write_csv(table, tmp_path / "accuracy.csv")
+    verdict = claim.verdict(tmp_path)
+    assert rule(verdict, CHECK).outcome == FAIL
+    assert verdict.label == NOT_REPRODUCED

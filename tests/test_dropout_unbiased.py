@@ -1,66 +1,61 @@
-# TRIM (helper for dropout_unbiased): this is a copy of test_dropout_decay.py; keep only what tests dropout_unbiased, then delete this line.
-"""Section D claims: exact formulas, config validation, and verdicts that flip on doctored CSVs."""
+"""dropout-unbiased: outputs, config, noisy controls for the sampled rules, broken layers for
+the exact ones, and the check."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from controls import assert_controls, measured_spread
 
-from repro import claims
+from repro.backend import keras
+from repro.check import same_record
+from repro.claims import dropout_unbiased as claim
 from repro.records import read_csv, write_csv
-from repro.runner import run_claim
+from repro.rules import FAIL, NOT_REPRODUCED, PASS
 
-SECTION_D = (
-    "dropout-unbiased",
-    "input-noise-tikhonov",
-    "weight-decay",
-    "l1-vs-l2",
-)
-
-
-@pytest.fixture(scope="module")
-def quick_results(tmp_path_factory):
-    """The quick runs of this section's claims only (the shared fixture runs every claim)."""
-    root = tmp_path_factory.mktemp("section_d")
-    for claim_id in SECTION_D:
-        claim = claims.get(claim_id)
-        run_claim(claim, "quick", tuple(claim.SEEDS["quick"]), root)
-    return root
+MEAN = "mean output / input vs 1"
+ZEROS = "zero fraction vs p"
+SURVIVORS = "survivors scaled by 1/(1-p)"
+IDENTITY = "largest |output - input| with training=False"
+NO_RESCALE = "same masks without the rescale"
+FULL_SEEDS = claim.SEEDS["full"]
+RATES = claim.PROFILES["full"].dropout_rates
+SMALL = claim.Config(dropout_rates=(0.2, 0.5), units=200, draws=100)
 
 
-def copy_tables(quick_results, claim, tmp_path):
-    """The claim's quick CSVs in a private directory a test may edit."""
-    for name in claim.TABLES:
-        write_csv(read_csv(quick_results / claim.CLAIM_ID / name), tmp_path / name)
-    return tmp_path
+def rule(verdict, name_start):
+    (found,) = [r for r in verdict.rules if r.name.startswith(name_start)]
+    return found
 
 
-@pytest.mark.parametrize("claim_id", SECTION_D)
-def test_quick_verdict_is_reproduced(quick_results, claim_id):
-    assert claims.get(claim_id).verdict(quick_results / claim_id).reproduced
+def full_name(name_start):
+    """A rule's whole name, as the verdict gives it for the full profile's rates."""
+    rates = ", ".join(f"{p:g}" for p in RATES)
+    return f"{name_start}: worst relative error of a seed over p = {rates}"
+
+
+def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick_run):
+    out_dir = quick_run(claim.CLAIM_ID)
+    for name in [*claim.TABLES, *claim.FIGURES]:
+        assert (out_dir / name).stat().st_size > 0, name
+    recorded = json.loads((out_dir / "verdict.json").read_text())
+    assert same_record(recorded, claim.verdict(out_dir).to_dict())
+    table = read_csv(out_dir / "dropout_draws.csv")
+    assert set(claim.TABLES["dropout_draws.csv"]) <= set(table.columns)
+    assert sorted(table["seed"].unique()) == list(claim.SEEDS["quick"])
+    assert claim.verdict(out_dir).reproduced
 
 
 @pytest.mark.parametrize(
-    ("claim_id", "bad"),
-    [
-        ("dropout-unbiased", {"dropout_rates": (0.5, 1.5)}),
-        ("dropout-unbiased", {"draws": 0}),
-        ("input-noise-tikhonov", {"sigmas": (0.5, 2.0)}),  # GaussianNoise needs sigma <= 1
-        ("weight-decay", {"lambdas": (0.1, 1.0)}),  # no lambda = 0 baseline
-        ("weight-decay", {"lambdas": (0.0, 1.0, 0.5)}),
-        ("weight-decay", {"learning_rate": 0.2}),  # eta * lambda >= 1 for lambda = 10
-        ("l1-vs-l2", {"duplicated": 6}),
-        ("l1-vs-l2", {"l1": -0.1}),
-    ],
+    "bad", [{"dropout_rates": (0.5, 1.5)}, {"dropout_rates": (0.0, 0.5)}, {"draws": 0}]
 )
-def test_invalid_config_raises(claim_id, bad):
-    claim = claims.get(claim_id)
+def test_config_rejects_invalid_values(bad):
     with pytest.raises(ValueError):
         claim.Config(**bad)
 
 
-def test_keras_dropout_scales_survivors_and_matches_inverted_dropout():
-    import keras
-
+def test_keras_dropout_scales_survivors_and_is_the_identity_with_training_off():
     x = np.linspace(0.5, 1.5, 64, dtype="float32")[None].repeat(200, axis=0)
     out = np.asarray(keras.layers.Dropout(0.25, seed=3)(x, training=True))
     kept = out != 0
@@ -68,288 +63,134 @@ def test_keras_dropout_scales_survivors_and_matches_inverted_dropout():
     np.testing.assert_array_equal(keras.layers.Dropout(0.25)(x, training=False), x)
 
 
-def test_input_noise_loss_equals_ridge_objective_in_expectation():
-    # E (y - w.(x + e))^2 = (y - w.x)^2 + sigma^2 ||w||^2, by Monte Carlo over the noise.
-    rng = np.random.default_rng(0)
-    x, w, y, sigma = rng.normal(size=5), rng.normal(size=5), 0.7, 0.8
-    noise = rng.normal(0, sigma, (400_000, 5))
-    monte_carlo = ((y - (x + noise) @ w) ** 2).mean()
-    assert monte_carlo == pytest.approx((y - x @ w) ** 2 + sigma**2 * w @ w, rel=0.01)
+# ------------------------------------- noisy controls for the two sampled lecture rules
+
+# Per-seed spread of the worst relative error, development seeds 100-109 (full profile).
+PILOT_SPREAD = {MEAN: 0.0016, ZEROS: 0.0008}
+COLUMN = {MEAN: "mean_ratio", ZEROS: "zero_fraction"}
 
 
-def test_ridge_with_lambda_n_sigma2_minimizes_the_noisy_mse():
-    tikhonov = claims.get("input-noise-tikhonov")
-    rng = np.random.default_rng(1)
-    x, y, sigma = rng.normal(size=(30, 4)), rng.normal(size=30), 0.6
-    w = tikhonov.ridge(x, y, len(x) * sigma**2)
-    # Gradient of (1/n)||y - Xw||^2 + sigma^2 ||w||^2 vanishes at the ridge solution.
-    gradient = -2 / len(x) * x.T @ (y - x @ w) + 2 * sigma**2 * w
-    np.testing.assert_allclose(gradient, 0, atol=1e-12)
-
-
-def rule(verdict, name_part: str):
-    """The verdict's one rule whose name contains `name_part`."""
-    (found,) = [r for r in verdict.rules if name_part in r.name]
-    return found
-
-
-def doctored(quick_results, claim_id, tmp_path, table, change):
-    """The claim's verdict on its quick CSVs after `change(frame)` edits one table."""
-    claim = claims.get(claim_id)
-    out = copy_tables(quick_results, claim, tmp_path)
-    frame = read_csv(out / table)
-    change(frame)
-    write_csv(frame, out / table)
-    return claim.verdict(out)
-
-
-# ------------------------------------------------------------------ dropout-unbiased
-
-
-def scale_rate(column, factor):
-    def change(draws):
-        at_rate = draws["dropout_rate"] == draws["dropout_rate"].max()
-        draws.loc[at_rate, column] *= factor
-
-    return change
-
-
-def set_first(column, value):
-    def change(frame):
-        frame.loc[frame.index[0], column] = value
-
-    return change
-
-
-@pytest.mark.parametrize(
-    ("change", "rule_name"),
-    [
-        (scale_rate("mean_ratio", 1.02), "mean output / input"),
-        (scale_rate("zero_fraction", 1.05), "zero fraction"),
-        # The survivors rescaled after all: mean (1 - p) / (1 - p) = 1, not 1 - p.
-        (
-            lambda d: d.__setitem__("no_rescale_mean_ratio", d["mean_ratio"]),
-            "no-rescale mean ratio",
-        ),
-        (set_first("survivor_scale_error", 1e-3), "survivors scaled"),
-        (set_first("identity_error", 1e-9), "training=False"),
-    ],
-)
-def test_dropout_unbiased_rule_fails_on_a_broken_column(quick_results, tmp_path, change, rule_name):
-    verdict = doctored(quick_results, "dropout-unbiased", tmp_path, "dropout_draws.csv", change)
-    assert rule(verdict, rule_name).outcome == "fail"
-    assert [r.outcome for r in verdict.rules].count("fail") == 1
-
-
-def test_dropout_unbiased_fails_loudly_on_nan(quick_results, tmp_path):
-    verdict = doctored(
-        quick_results,
-        "dropout-unbiased",
-        tmp_path,
-        "dropout_draws.csv",
-        set_first("mean_ratio", np.nan),
-    )
-    broken = rule(verdict, "mean output / input")
-    assert broken.outcome == "fail" and broken.reason == "no measurement"
-
-
-# ------------------------------------------------------------------------ weight-decay
-
-
-def test_weight_decay_recorded_steps_are_the_two_readings(quick_results):
-    steps = read_csv(quick_results / "weight-decay" / "one_step.csv")
-    eta, lam, w = steps["learning_rate"], steps["lam"], steps["w_before"]
-    assert (lam == 2 * steps["keras_l2"]).all()
-    np.testing.assert_allclose(steps["w_keras_step"], steps["w_rule_step"], atol=1e-6)
-    # The slide's data step, recovered from its update; plain mse + L2(lambda) doubles both
-    # the decay and the data step.
-    data_step = (1 - eta * lam) * w - steps["w_rule_step"]
-    np.testing.assert_allclose(
-        steps["w_keras_step_plain_mse_l2_lambda"],
-        (1 - 2 * eta * lam) * w - 2 * data_step,
-        atol=1e-6,
-    )
-
-
-def swap_in(column, source):
-    def change(frame):
-        frame[column] = frame[source]
-
-    return change
-
-
-def norms_grow_with_lambda(sweep):
-    sweep["weight_norm"] = 1.0 + sweep["lam"]
-
-
-def no_overfit_at_zero(sweep):
-    at_zero = sweep["lam"] == 0
-    sweep.loc[at_zero, "train_loss"] = sweep.loc[at_zero, "test_loss"]
-
-
-def decay_does_not_help(sweep):
-    at_zero = sweep[sweep["lam"] == 0].set_index("seed")["test_loss"]
-    sweep["test_loss"] = sweep["seed"].map(at_zero)
-
-
-@pytest.mark.parametrize(
-    ("table", "change", "rule_name"),
-    [
-        # The real alternative, plain mse + L2(lambda), in place of the lecture's set-up.
-        (
-            "one_step.csv",
-            swap_in("w_keras_step", "w_keras_step_plain_mse_l2_lambda"),
-            "half mse + L2(lambda/2)",
-        ),
-        (
-            "one_step.csv",
-            swap_in("w_keras_step_plain_mse_l2_lambda", "w_rule_step"),
-            "the alternative",
-        ),
-        ("sweep.csv", norms_grow_with_lambda, "largest ratio of ||w||"),
-        ("sweep.csv", no_overfit_at_zero, "lambda = 0 overfits"),
-        ("sweep.csv", decay_does_not_help, "validation-chosen lambda"),
-    ],
-)
-def test_weight_decay_rule_fails_on_a_broken_variant(
-    quick_results, tmp_path, table, change, rule_name
-):
-    verdict = doctored(quick_results, "weight-decay", tmp_path, table, change)
-    assert rule(verdict, rule_name).outcome == "fail"
-
-
-def test_weight_decay_fails_loudly_on_nan(quick_results, tmp_path):
-    verdict = doctored(
-        quick_results, "weight-decay", tmp_path, "one_step.csv", set_first("w_keras_step", np.nan)
-    )
-    broken = rule(verdict, "half mse + L2(lambda/2)")
-    assert broken.outcome == "fail" and broken.reason == "no measurement"
-
-
-# ---------------------------------------------------------------- input-noise-tikhonov
-
-
-@pytest.mark.parametrize(
-    ("change", "rule_name"),
-    [
-        (lambda w: w.__setitem__("w_noise", 1.1 * w["w_ridge"]), "/ ||w_ridge||"),
-        # Trained without noise: the weights sit on ordinary least squares.
-        (swap_in("w_noise", "w_ols"), "/ ||w_ridge - w_ols||"),
-    ],
-)
-def test_tikhonov_rule_fails_on_a_broken_variant(quick_results, tmp_path, change, rule_name):
-    verdict = doctored(quick_results, "input-noise-tikhonov", tmp_path, "weights.csv", change)
-    assert rule(verdict, rule_name).outcome == "fail"
-
-
-def test_tikhonov_fails_loudly_on_nan(quick_results, tmp_path):
-    verdict = doctored(
-        quick_results, "input-noise-tikhonov", tmp_path, "weights.csv", set_first("w_noise", np.nan)
-    )
-    assert all(r.outcome == "fail" and r.reason == "no measurement" for r in verdict.rules)
-
-
-# ---------------------------------------------------------------------------- l1-vs-l2
-
-
-def synthetic_weights(seeds=range(6)) -> pd.DataFrame:
-    """A clean table: two relevant groups (one duplicated), three irrelevant ones.
-
-    L1 equals the lasso and keeps one column of the pair; L2 equals ridge and splits it.
-    Small per-seed differences keep the intervals finite.
-    """
-    frames = []
-    for seed in seeds:
-        jitter = 0.01 * seed
-        ridge = np.array([0.7, 0.6 + jitter, -0.9, 0.2, 0.1, -0.1])
-        lasso = np.array([1.2 + jitter, 0.1, -0.8, 0.0, 0.0, 0.0])
-        frames.append(
-            pd.DataFrame(
+def synthetic_draws(rule_start, effect, rng):
+    """dropout_draws.csv for the full profile's seeds and rates: every measurement off its
+    theory by sampling noise only, except that at p = 0.9 the tested column is off by a
+    per-seed error around 1% (null: at the threshold) or 4% (a biased layer)."""
+    sd = measured_spread(claim.CLAIM_ID, full_name(rule_start), pilot=PILOT_SPREAD[rule_start])
+    center = {"null": claim.RELATIVE_TOLERANCE, "reversed": 0.04}[effect]
+    rows = []
+    for seed in FULL_SEEDS:
+        for rate in RATES:
+            mean_ratio = 1 + rng.normal(0, 0.0005)
+            zero_fraction = rate * (1 + rng.normal(0, 0.0005))
+            if rate == max(RATES):
+                bias = center + rng.normal(0, sd)
+                if rule_start == MEAN:
+                    mean_ratio = 1 + bias
+                else:
+                    zero_fraction = rate * (1 + bias)
+            rows.append(
                 {
                     "seed": seed,
-                    "column": range(6),
-                    "group": [0, 0, 1, 2, 3, 4],
-                    "is_duplicate": [False, True, False, False, False, False],
-                    "true_weight": [1.5, 0.0, -1.0, 0.0, 0.0, 0.0],
-                    "w_l1": lasso,
-                    "w_l2": ridge,
-                    "w_l1_keras_regularizer": lasso + 0.02,
-                    "w_lasso": lasso,
-                    "w_ridge": ridge,
+                    "dropout_rate": rate,
+                    "entries": 2_000_000,
+                    "mean_ratio": mean_ratio,
+                    "theory_mean_ratio": 1.0,
+                    "zero_fraction": zero_fraction,
+                    "theory_zero_fraction": rate,
+                    "no_rescale_mean_ratio": (1 - rate) * mean_ratio,
+                    "theory_no_rescale_mean_ratio": 1 - rate,
+                    "survivor_scale_error": 1e-7,
+                    "identity_error": 0.0,
                 }
             )
-        )
-    return pd.concat(frames, ignore_index=True)
+    return pd.DataFrame(rows)
 
 
-def l1_vs_l2_verdict(table, tmp_path):
-    write_csv(table, tmp_path / "weights.csv")
-    return claims.get("l1-vs-l2").verdict(tmp_path)
+@pytest.mark.parametrize("rule_start", [MEAN, ZEROS])
+def test_sampled_rule_controls(tmp_path, rule_start):
+    def write_tables(out_dir, effect, rng):
+        write_csv(synthetic_draws(rule_start, effect, rng), out_dir / "dropout_draws.csv")
+
+    assert_controls(claim, write_tables, full_name(rule_start), tmp_path)
 
 
-def test_l1_vs_l2_scores_a_hand_made_example():
-    table = synthetic_weights(seeds=[0])
-    table.loc[4, "w_l1"] = 0.3  # group 3 wrongly selected
-    s = claims.get("l1-vs-l2").scores(table).loc[0]
-    assert s["l1_recall"] == 1.0
-    assert s["l1_precision"] == pytest.approx(2 / 3)
-    assert s["l1_zero_share"] == pytest.approx(2 / 3)
-    assert s["l2_zero_share"] == 0.0
-    assert s["l2_split_ratio"] == pytest.approx(0.6 / 0.7)
-    assert s["l1_split_ratio"] == pytest.approx(0.1 / 1.2)
-    assert s["l1_gap"] == pytest.approx(0.3 / np.linalg.norm([1.2, 0.1, -0.8]))
+# ------------------------------------------------------ broken layers, really measured
 
 
-def test_l1_vs_l2_clean_synthetic_table_is_reproduced(tmp_path):
-    assert l1_vs_l2_verdict(synthetic_weights(), tmp_path).reproduced
+class NoRescale(keras.layers.Layer):
+    """Dropout's masks without the 1 / (1 - p) rescale of the survivors."""
+
+    def __init__(self, rate, seed=None):
+        super().__init__()
+        self.rate, self.dropout = rate, keras.layers.Dropout(rate, seed=seed)
+
+    def call(self, x, training=False):
+        return self.dropout(x, training=training) * (1 - self.rate if training else 1)
 
 
-def select_irrelevant(table):
-    table.loc[table["group"] >= 2, "w_l1"] = 0.3
+class AlwaysOn(keras.layers.Layer):
+    """Dropout left on at test time."""
+
+    def __init__(self, rate, seed=None):
+        super().__init__()
+        self.dropout = keras.layers.Dropout(rate, seed=seed)
+
+    def call(self, x, training=False):
+        return self.dropout(x, training=True)
 
 
-def miss_relevant(table):
-    table.loc[table["group"] == 1, "w_l1"] = 0.0
+def wrong_rate(rate, seed=None):
+    """Dropout that zeroes 10% more units than asked (and rescales for that rate)."""
+    return keras.layers.Dropout(1.1 * rate, seed=seed)
 
 
-def break_the_l2_split(table):
-    table.loc[table["is_duplicate"], "w_l2"] = 0.01
+def measured_with(tmp_path, dropout, config=SMALL):
+    write_csv(claim.measure(config, FULL_SEEDS, dropout), tmp_path / "dropout_draws.csv")
+    return claim.verdict(tmp_path)
+
+
+def test_keras_dropout_passes_every_rule_of_a_small_measurement(tmp_path):
+    verdict = measured_with(tmp_path, None, claim.Config(dropout_rates=(0.2, 0.5), draws=1000))
+    assert verdict.reproduced, verdict.describe()
+    assert {r.outcome for r in verdict.rules} == {PASS}
 
 
 @pytest.mark.parametrize(
-    ("change", "rule_name"),
+    ("dropout", "broken"),
     [
-        (lambda t: t.__setitem__("w_l1", 1.05 * t["w_lasso"] + 0.05), "L1 (proximal) converged"),
-        (lambda t: t.__setitem__("w_l2", 1.05 * t["w_ridge"]), "L2 converged"),
-        (miss_relevant, "recall"),
-        (select_irrelevant, "precision"),
-        (select_irrelevant, "exactly zero"),
-        (break_the_l2_split, "L2: smaller / larger"),
-        (swap_in("w_l1", "w_l2"), "split ratio under L2 minus under L1"),
+        (NoRescale, [MEAN, SURVIVORS]),
+        (AlwaysOn, [IDENTITY]),
+        (wrong_rate, [ZEROS]),
+        # Multiplicative Gaussian noise of mean 1: unbiased, but it zeroes nothing and does
+        # not scale survivors by 1 / (1 - p).
+        (keras.layers.GaussianDropout, [ZEROS, SURVIVORS]),
     ],
+    ids=["no rescale", "left on at test time", "wrong rate", "Gaussian dropout"],
 )
-def test_l1_vs_l2_rule_fails_on_a_broken_table(tmp_path, change, rule_name):
-    table = synthetic_weights()
-    change(table)
-    assert rule(l1_vs_l2_verdict(table, tmp_path), rule_name).outcome == "fail"
+def test_a_broken_layer_fails_its_lecture_rules(tmp_path, dropout, broken):
+    verdict = measured_with(tmp_path, dropout)
+    for name in broken:
+        assert rule(verdict, name).outcome == FAIL, name
+    assert verdict.label == NOT_REPRODUCED
 
 
-def test_l1_vs_l2_keras_l1_regularizer_has_not_converged(quick_results, tmp_path):
-    # The real broken variant: Keras' own L1 regularizer on plain SGD instead of the
-    # proximal step. It neither reaches the lasso nor sets any weight exactly to zero.
-    verdict = doctored(
-        quick_results,
-        "l1-vs-l2",
-        tmp_path,
-        "weights.csv",
-        swap_in("w_l1", "w_l1_keras_regularizer"),
-    )
-    assert rule(verdict, "L1 (proximal) converged").outcome == "fail"
-    assert rule(verdict, "exactly zero").outcome == "fail"
+# ---------------------------------------------------------------------------- the check
 
 
-def test_l1_vs_l2_fails_loudly_on_nan(tmp_path):
-    table = synthetic_weights()
-    table.loc[0, "w_l1"] = np.nan
-    broken = rule(l1_vs_l2_verdict(table, tmp_path), "L1 (proximal) converged")
-    assert broken.outcome == "fail" and broken.reason == "no measurement"
+def test_check_holds_on_the_quick_run_and_fails_on_a_broken_table(quick_run, tmp_path):
+    out_dir = quick_run(claim.CLAIM_ID)
+    assert rule(claim.verdict(out_dir), NO_RESCALE).outcome == PASS
+    draws = read_csv(out_dir / "dropout_draws.csv")
+    # The survivors rescaled after all: the "no-rescale" mean is the rescaled one.
+    draws["no_rescale_mean_ratio"] = draws["mean_ratio"]
+    write_csv(draws, tmp_path / "dropout_draws.csv")
+    verdict = claim.verdict(tmp_path)
+    assert rule(verdict, NO_RESCALE).outcome == FAIL
+    assert verdict.label == NOT_REPRODUCED
+
+
+def test_a_nan_is_no_measurement(quick_run, tmp_path):
+    draws = read_csv(quick_run(claim.CLAIM_ID) / "dropout_draws.csv")
+    draws.loc[draws.index[0], "mean_ratio"] = np.nan
+    write_csv(draws, tmp_path / "dropout_draws.csv")
+    broken = rule(claim.verdict(tmp_path), MEAN)
+    assert broken.outcome == FAIL and broken.reason == "no measurement"

@@ -1,246 +1,198 @@
-# TRIM (helper for mc_dropout): this is a copy of test_dropout_mc.py; keep only what tests mc_dropout, then delete this line.
-"""dropout-regularizes and mc-dropout: configs, scores, and rules that fail on broken variants."""
+"""mc-dropout: outputs, config, the disagreement measures, noisy controls for the lecture
+rule, the dropout-off control, and the check."""
 
-import keras
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from controls import assert_controls, measured_spread
+from scipy import stats
 
-from repro import claims
-from repro.models import batches
+from repro.backend import keras, seed_everything
+from repro.check import same_record
+from repro.claims import mc_dropout as claim
 from repro.records import read_csv, write_csv
-from repro.rules import FAIL, PASS
-from repro.runner import run_claim
+from repro.rules import FAIL, NOT_REPRODUCED, PASS
 
-DROPOUT = claims.get("dropout-regularizes")
-MC = claims.get("mc-dropout")
-
-
-def outcomes(verdict) -> dict[str, str]:
-    return {rule.name: rule.outcome for rule in verdict.rules}
+LECTURE = "AUROC of mask disagreement (mutual information) for wrong vs right"
+LECTURE_RULE = f"{LECTURE} test predictions"  # the whole name
+CHECK = "dropout off, the same detector"
+# Per-seed standard deviation of the lecture rule's AUROC, development seeds 100-107.
+PILOT_SPREAD = 0.018
 
 
-def outcome_of(verdict, words: str) -> str:
-    (outcome,) = [o for name, o in outcomes(verdict).items() if words in name]
-    return outcome
+def rule(verdict, name_start):
+    (found,) = [r for r in verdict.rules if r.name.startswith(name_start)]
+    return found
 
 
-@pytest.fixture(scope="module")
-def quick_results(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dropout_mc")
-    for claim in (DROPOUT, MC):
-        run_claim(claim, "quick", tuple(claim.SEEDS["quick"]), root)
-    return root
-
-
-@pytest.mark.parametrize("claim", [DROPOUT, MC], ids=lambda c: c.CLAIM_ID)
-def test_quick_run_writes_its_tables_and_figures(quick_results, claim):
-    for name, columns in claim.TABLES.items():
-        assert set(columns) <= set(read_csv(quick_results / claim.CLAIM_ID / name).columns)
-    for name in claim.FIGURES:
-        assert (quick_results / claim.CLAIM_ID / name).stat().st_size > 10_000
+def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick_run):
+    out_dir = quick_run(claim.CLAIM_ID)
+    for name in [*claim.TABLES, *claim.FIGURES]:
+        assert (out_dir / name).stat().st_size > 0, name
+    recorded = json.loads((out_dir / "verdict.json").read_text())
+    assert same_record(recorded, claim.verdict(out_dir).to_dict())
+    table = read_csv(out_dir / "predictions.csv")
+    assert set(claim.TABLES["predictions.csv"]) <= set(table.columns)
+    assert sorted(table["seed"].unique()) == list(claim.SEEDS["quick"])
+    assert set(table["inputs"]) == set(claim.INPUTS)
 
 
 @pytest.mark.parametrize(
-    ("claim", "bad"),
+    "bad",
     [
-        (DROPOUT, {"dropout_rates": (0.0, 1.0)}),
-        (DROPOUT, {"dropout_rates": (0.2, 0.5)}),  # no p = 0 baseline
-        (DROPOUT, {"dropout_rates": (0.0, 0.5, 0.2)}),
-        (DROPOUT, {"train_examples": 7000}),  # more than the pool holds with validation
-        (DROPOUT, {"test_examples": 20005}),  # the generator makes whole classes
-        (DROPOUT, {"hidden": ()}),
-        (DROPOUT, {"epochs": 0}),
-        (MC, {"dropout_rate": 0.0}),
-        (MC, {"test_fraction": 1.0}),
-        (MC, {"masks": 1}),
-        (MC, {"learning_rate": 0.0}),
+        {"dropout_rate": 0.0},
+        {"dropout_rate": 1.0},
+        {"test_fraction": 1.0},
+        {"masks": 1},
+        {"hidden": ()},
+        {"learning_rate": 0.0},
     ],
 )
-def test_invalid_config_raises(claim, bad):
+def test_config_rejects_invalid_values(bad):
     with pytest.raises(ValueError):
         claim.Config(**bad)
 
 
-# ------------------------------------------------------------------ dropout-regularizes
+# --------------------------------------------------------------- the measures themselves
 
 
-def dropout_table(gain=0.02, gap_change=-0.05, seeds=8, noise=0.004) -> pd.DataFrame:
-    """A synthetic accuracy.csv: p = 0.3 wins validation and moves test accuracy and gap."""
+def test_equal_passes_disagree_exactly_nowhere():
     rng = np.random.default_rng(0)
-    rows = []
-    for seed in range(seeds):
-        base_test, base_train = 0.6 + rng.normal(0, 0.01), 0.9
-        for rate in (0.0, 0.1, 0.3, 0.5):
-            chosen = rate == 0.3
-            test = base_test + (gain + rng.normal(0, noise) if chosen else -0.01 * (rate > 0))
-            gap = base_train - base_test + (gap_change + rng.normal(0, noise) if chosen else 0)
-            rows.append(
-                {
-                    "seed": seed,
-                    "dropout_rate": rate,
-                    "best_epoch": 10,
-                    "validation_loss": 1.0,
-                    "validation_correct": 1300 if chosen else 1200,
-                    "train_accuracy": test + gap,
-                    "validation_accuracy": 0.65 if chosen else 0.6,
-                    "test_accuracy": test,
-                    "gap": gap,
-                }
-            )
-    return pd.DataFrame(rows)
+    one = claim.softmax(rng.normal(size=(50, 8)) * 3)
+    scores = claim.disagreement(np.repeat(one[None], 7, axis=0))
+    assert np.all(scores["mutual_information"] == 0)
+    assert np.all(scores["variation_ratio"] == 0)
+    np.testing.assert_array_equal(scores["predicted"], one.argmax(axis=1))
 
 
-def dropout_verdict(table, tmp_path):
-    write_csv(table, tmp_path / "accuracy.csv")
-    return DROPOUT.verdict(tmp_path)
+def test_mutual_information_is_entropy_of_the_mean_minus_mean_entropy():
+    passes = claim.softmax(np.random.default_rng(1).normal(size=(20, 30, 8)) * 2)
+    mean = passes.mean(axis=0)
+    expected = claim.entropy(mean) - claim.entropy(passes).mean(axis=0)
+    scores = claim.disagreement(passes)
+    np.testing.assert_allclose(scores["mutual_information"], expected, atol=1e-12)
+    assert scores["mutual_information"].min() > 0
 
 
-def test_dropout_clean_synthetic_table_is_reproduced(tmp_path):
-    verdict = dropout_verdict(dropout_table(), tmp_path)
-    assert set(outcomes(verdict).values()) == {PASS}
-    assert verdict.reproduced
+def test_variation_ratio_counts_votes_against_the_most_common_class():
+    votes = np.array([0, 0, 1, 0, 2])  # one input, five passes: 2 of 5 against class 0
+    passes = np.eye(3)[votes][:, None, :] * 0.9 + 0.1 / 3
+    assert claim.disagreement(passes)["variation_ratio"][0] == pytest.approx(2 / 5)
 
 
-def test_dropout_gain_rule_fails_when_the_chosen_rate_gains_nothing(tmp_path):
-    verdict = dropout_verdict(dropout_table(gain=0.0, noise=0.0), tmp_path)
-    assert outcome_of(verdict, "test gain") == FAIL
-    assert outcome_of(verdict, "gap change") == PASS
+def test_dropout_masks_differ_and_passes_with_dropout_off_do_not():
+    seed_everything(0)
+    model = claim.dropout_mlp(claim.Config(hidden=(32,), dropout_rate=0.5), 5)
+    x = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
+    on = claim.disagreement(claim.mask_passes(model, x, 50))
+    off = claim.disagreement(claim.dropout_off_passes(model, x, 5))
+    assert on["mutual_information"].min() > 0 and on["variation_ratio"].max() > 0
+    assert np.all(off["mutual_information"] == 0)
 
 
-def test_dropout_gain_rule_fails_when_dropout_hurts(tmp_path):
-    verdict = dropout_verdict(dropout_table(gain=-0.02), tmp_path)
-    assert outcome_of(verdict, "test gain") == FAIL
+def test_dropout_off_passes_are_the_networks_prediction():
+    seed_everything(0)
+    model = claim.dropout_mlp(claim.Config(hidden=(32,), dropout_rate=0.5), 5)
+    x = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
+    passes = claim.dropout_off_passes(model, x, 3)
+    np.testing.assert_allclose(
+        passes[0], claim.softmax(model(x, training=False)), rtol=1e-5, atol=1e-7
+    )
+    assert isinstance(model.layers[0], keras.layers.Dropout)
 
 
-def test_dropout_gap_rule_fails_when_the_gap_does_not_shrink(tmp_path):
-    verdict = dropout_verdict(dropout_table(gap_change=0.0, noise=0.0), tmp_path)
-    assert outcome_of(verdict, "gap change") == FAIL
-    assert outcome_of(verdict, "test gain") == PASS
+# ----------------------------------------- noisy negative controls for the lecture rule
 
 
-def test_dropout_nan_seed_is_no_measurement(tmp_path):
-    table = dropout_table()
-    table.loc[(table["seed"] == 3) & (table["dropout_rate"] == 0.3), "test_accuracy"] = np.nan
-    rule = dropout_verdict(table, tmp_path).rules[0]
-    assert rule.outcome == FAIL and rule.reason == "no measurement"
-
-
-def test_dropout_rate_is_chosen_by_validation_count_ties_to_the_smaller_rate():
-    table = dropout_table(seeds=2)
-    table.loc[(table["seed"] == 1) & (table["dropout_rate"] == 0.1), "validation_correct"] = 1300
-    assert DROPOUT.paired(table)["chosen_rate"].tolist() == [0.3, 0.1]
-
-
-def test_each_arm_is_restored_to_its_lowest_validation_loss():
-    # Random labels: validation loss rises once the arms memorize, so the best epoch is early.
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(300, 40)).astype("float32"), rng.integers(0, 10, 300)
-    keras.utils.set_random_seed(0)
-    model = DROPOUT.compiled_arms(DROPOUT.PROFILES["quick"], 40)
-    best = DROPOUT.BestValidationLoss(x[:100], y[:100])
-    model.fit(batches(x[100:], [y[100:]] * 2, 32, 0), epochs=8, verbose=0, callbacks=[best])
-    best.restore()
-    assert min(best.best_epoch) < 8
-    for i, logits in enumerate(model.predict_on_batch(x[:100])):
-        loss = DROPOUT.cross_entropy(np.asarray(logits), y[:100])
-        assert loss == pytest.approx(best.best_loss[i], rel=1e-5)
-
-
-# ------------------------------------------------------------------------ mc-dropout
-
-
-def mc_table(seeds=6, errors_signal=1.5, control_signal=0.7, unfamiliar_shift=1.0):
-    """A synthetic predictions.csv: disagreement rises on errors (unfamiliar inputs are all
-    wrong) and by `unfamiliar_shift` more on unfamiliar inputs."""
-    rng = np.random.default_rng(1)
+def synthetic_predictions(effect, rng, spread=None):
+    """predictions.csv for the full profile's seeds: each seed's mask-disagreement AUROC
+    for wrong vs right is drawn around 0.5 (null) or 0.35 (reversed: the masks agree more
+    on errors) with the claim's per-seed spread, and built exactly from tied scores."""
+    spread = spread or measured_spread(claim.CLAIM_ID, LECTURE_RULE, pilot=PILOT_SPREAD)
+    center = {"null": 0.5, "reversed": 0.35}[effect]
+    right, wrong = 100, 500
     frames = []
-    for seed in range(seeds):
-        for name, n, shift in (
-            ("test", 300, 0.0),
-            ("held-out classes", 100, unfamiliar_shift),
-            ("permuted pixels", 300, unfamiliar_shift),
-        ):
-            wrong = rng.random(n) < 0.1 if name == "test" else np.ones(n, bool)
-            disagreement = rng.normal(0, 1, n) + errors_signal * wrong + shift
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "seed": seed,
-                        "inputs": name,
-                        "label": 0,
-                        "mc_predicted": np.where(wrong, 1, 0),
-                        "mc_correct": ~wrong,
-                        "deterministic_predicted": np.where(wrong, 1, 0),
-                        "deterministic_correct": ~wrong,
-                        "votes_against_mode": np.clip(np.round(10 * disagreement), 0, 50),
-                        "mutual_information": np.exp(disagreement),
-                        "predictive_entropy": np.exp(disagreement),
-                        "deterministic_entropy": np.exp(
-                            rng.normal(0, 1, n) + control_signal * wrong + shift
-                        ),
-                    }
-                )
-            )
+    for seed in claim.SEEDS["full"]:
+        target = float(np.clip(center + rng.normal(0, spread), 0.01, 0.99))
+        # AUROC = 0.5 + (share of errors scored above every right one) / 2, or below.
+        moved = round(abs(2 * target - 1) * wrong)
+        error_scores = np.r_[np.full(moved, np.sign(target - 0.5)), np.zeros(wrong - moved)]
+        scores = 1 + np.r_[np.zeros(right), error_scores]
+        correct = np.r_[np.ones(right, bool), np.zeros(wrong, bool)]
+        test = pd.DataFrame(
+            {
+                "seed": seed,
+                "inputs": "test",
+                "label": 0,
+                "mc_predicted": np.where(correct, 0, 1),
+                "mc_correct": correct,
+                "deterministic_predicted": np.where(correct, 0, 1),
+                "deterministic_correct": correct,
+                "mutual_information": scores,
+                "variation_ratio": scores / 10,
+                "deterministic_entropy": scores,
+                "dropout_off_mutual_information": 0.0,
+            }
+        )
+        unfamiliar = [test.assign(inputs=name, mutual_information=3.0) for name in claim.INPUTS[1:]]
+        frames += [test, *unfamiliar]
     return pd.concat(frames, ignore_index=True)
 
 
-def mc_verdict(table, tmp_path):
+def test_synthetic_aurocs_are_the_drawn_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    table = synthetic_predictions("null", rng, spread=0.05)
+    scores = claim.per_seed_scores(table)["errors_mutual_information"]
+    rng = np.random.default_rng(0)
+    drawn = [0.5 + rng.normal(0, 0.05) for _ in claim.SEEDS["full"]]
+    np.testing.assert_allclose(scores, drawn, atol=1e-3)
+    # the per-seed spread is the one asked for, within sampling error of a 10-seed sd
+    assert stats.tstd(scores) == pytest.approx(0.05, rel=0.6)
+
+
+def test_lecture_rule_controls(tmp_path):
+    def write_tables(out_dir, effect, rng):
+        write_csv(synthetic_predictions(effect, rng), out_dir / "predictions.csv")
+
+    assert_controls(claim, write_tables, LECTURE_RULE, tmp_path)
+
+
+def test_the_same_network_with_dropout_off_fails_the_lecture_rule(quick_run, tmp_path):
+    """The lecture's control, from a real run: dropout off, every pass agrees, and the
+    detector (scored on that network's own errors) is at chance."""
+    table = read_csv(quick_run(claim.CLAIM_ID) / "predictions.csv")
+    test = table["inputs"] == "test"
+    table = table[test].assign(
+        mutual_information=table.loc[test, "dropout_off_mutual_information"],
+        mc_correct=table.loc[test, "deterministic_correct"],
+    )
     write_csv(table, tmp_path / "predictions.csv")
-    return MC.verdict(tmp_path)
+    verdict = claim.verdict(tmp_path)
+    assert rule(verdict, LECTURE).outcome == FAIL
+    assert verdict.label == NOT_REPRODUCED
 
 
-def test_mc_clean_synthetic_table_is_reproduced(tmp_path):
-    verdict = mc_verdict(mc_table(), tmp_path)
-    assert set(outcomes(verdict).values()) == {PASS}
+# ---------------------------------------------------------------------------- the check
 
 
-def test_mc_error_rule_fails_when_masks_never_disagree(tmp_path):
-    table = mc_table()
-    table["mutual_information"] = 0.0  # masks that change nothing: AUROC exactly 0.5
-    verdict = mc_verdict(table, tmp_path)
-    assert outcome_of(verdict, "[lecture] AUROC") == FAIL
-    for name in ("held-out classes", "permuted pixels"):
-        assert outcome_of(verdict, f"for {name} vs test") == FAIL
+def test_check_holds_on_the_quick_run_and_fails_on_a_broken_table(quick_run, tmp_path):
+    out_dir = quick_run(claim.CLAIM_ID)
+    assert rule(claim.verdict(out_dir), CHECK).outcome == PASS
+    table = read_csv(out_dir / "predictions.csv")
+    # Passes that were not the same network: the "dropout off" scores are the masks'.
+    table["dropout_off_mutual_information"] = table["mutual_information"]
+    write_csv(table, tmp_path / "predictions.csv")
+    verdict = claim.verdict(tmp_path)
+    assert rule(verdict, CHECK).outcome == FAIL
+    assert verdict.label == NOT_REPRODUCED
 
 
-def test_mc_control_rule_fails_when_disagreement_is_the_deterministic_entropy(tmp_path):
-    table = mc_table()
-    table["mutual_information"] = table["deterministic_entropy"]
-    verdict = mc_verdict(table, tmp_path)
-    assert outcome_of(verdict, "[lecture] AUROC") == PASS
-    assert outcome_of(verdict, "[lecture, control]") == FAIL
-
-
-def test_mc_unfamiliar_rules_fail_when_unfamiliar_inputs_disagree_less(tmp_path):
-    verdict = mc_verdict(mc_table(unfamiliar_shift=-3.0), tmp_path)
-    assert outcome_of(verdict, "for permuted pixels vs test") == FAIL
-    assert outcome_of(verdict, "for held-out classes vs test") == FAIL
-    assert outcome_of(verdict, "[lecture] AUROC") == PASS
-
-
-def test_mc_seed_without_errors_is_no_measurement(tmp_path):
-    table = mc_table()
-    table.loc[(table["seed"] == 2) & (table["inputs"] == "test"), "mc_correct"] = True
-    rule = mc_verdict(table, tmp_path).rules[0]
-    assert rule.outcome == FAIL and rule.reason == "no measurement"
-
-
-def test_mask_scores_see_no_disagreement_when_masks_change_nothing():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])  # no dropout at all
-    x = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
-    scores = MC.mask_scores(model, x, masks=7)
-    assert np.all(scores["votes_against_mode"] == 0)
-    np.testing.assert_allclose(scores["mutual_information"], 0, atol=1e-6)
-    np.testing.assert_allclose(scores["predictive_entropy"], scores["deterministic_entropy"])
-    np.testing.assert_array_equal(scores["mc_predicted"], scores["deterministic_predicted"])
-
-
-def test_mask_scores_disagree_with_dropout_on():
-    keras.utils.set_random_seed(0)
-    model = MC.dropout_mlp(MC.Config(hidden=(32,), dropout_rate=0.5), 5)
-    x = np.random.default_rng(0).normal(size=(20, 5)).astype("float32")
-    scores = MC.mask_scores(model, x, masks=50)
-    assert scores["mutual_information"].min() > 0
-    assert scores["votes_against_mode"].max() > 0
+def test_a_seed_without_errors_is_no_measurement(quick_run, tmp_path):
+    table = read_csv(quick_run(claim.CLAIM_ID) / "predictions.csv")
+    first = table["seed"] == table["seed"].min()
+    table.loc[first & (table["inputs"] == "test"), "mc_correct"] = True
+    write_csv(table, tmp_path / "predictions.csv")
+    broken = rule(claim.verdict(tmp_path), LECTURE)
+    assert broken.outcome == FAIL and broken.reason == "no measurement"
