@@ -129,10 +129,13 @@ class Rule:
 @dataclass(frozen=True)
 class Verdict:
     """A claim's rules and the verdict they give: the lecture rules decide, unless a
-    check has failed, which means the experiment is broken."""
+    check has failed, which means the experiment is broken. `untested` says why the
+    experiment could not test the claim this time (a premise it needs did not hold): the
+    verdict is then INCONCLUSIVE, whatever the lecture rules say, unless a check failed."""
 
     claim: str
     rules: tuple[Rule, ...]
+    untested: str = ""
 
     def __post_init__(self):
         if not any(rule.kind == LECTURE for rule in self.rules):
@@ -145,9 +148,11 @@ class Verdict:
     def label(self) -> str:
         checks = {rule.outcome for rule in self.of_kind(CHECK)}
         lecture = {rule.outcome for rule in self.of_kind(LECTURE)}
-        if FAIL in checks | lecture:
+        if FAIL in checks or (FAIL in lecture and not self.untested):
             return NOT_REPRODUCED
-        return UNDECIDED if INCONCLUSIVE in checks | lecture else REPRODUCED
+        if self.untested or INCONCLUSIVE in checks | lecture:
+            return UNDECIDED
+        return REPRODUCED
 
     @property
     def reason(self) -> str:
@@ -155,6 +160,8 @@ class Verdict:
         failed_checks = [r for r in self.of_kind(CHECK) if r.outcome == FAIL]
         if failed_checks:
             return f"the experiment is broken: check failed: {failed_checks[0].name}"
+        if self.untested:
+            return f"not tested: {self.untested}"
         lecture = self.of_kind(LECTURE)
         counts = {o: sum(r.outcome == o for r in lecture) for o in (PASS, FAIL, INCONCLUSIVE)}
         shown = ", ".join(f"{n} {o}" for o, n in counts.items() if n)

@@ -6,7 +6,8 @@ results' 95% interval), or its pilot's where the committed results predate the r
 A zero-noise table proves nothing: its interval is a point.
 
 For every lecture rule, two controls:
-- a null effect (the statistic sits at its threshold on average) must not pass;
+- a null effect (the statistic sits at its threshold: centre the noise so that the seeds'
+  mean is the threshold, or a null passes one draw in forty by chance) must not pass;
 - a clearly reversed or absent effect, at the full profile's seed count, must fail the
   rule, and the claim must then be NOT REPRODUCED.
 """

@@ -110,6 +110,14 @@ def test_only_lecture_rules_decide_and_a_failed_check_means_a_broken_experiment(
     assert broken.to_dict()["reason"] == broken.reason
 
 
+def test_an_untested_claim_is_inconclusive_unless_a_check_failed():
+    failing = lecture("a", 1, "<", 0)
+    untested = Verdict("c", (failing,), untested="its premise did not hold")
+    assert untested.label == "INCONCLUSIVE" and untested.reason.startswith("not tested")
+    broken = Verdict("c", (failing, Rule("k", 1, "<", 0, kind="check")), untested="premise")
+    assert broken.label == "NOT REPRODUCED"
+
+
 def test_a_rule_needs_a_known_kind_and_a_lecture_rule_its_slide():
     with pytest.raises(ValueError, match="kind"):
         Rule("x", 1, ">", 0, kind="opinion")

@@ -69,12 +69,8 @@ from repro.models import classifier, fit, mlp, predict_labels, restart, validati
 from repro.records import progress, read_csv, write_csv
 from repro.rules import (
     BEYOND,
-    CHECK,
-    FAIL,
     LECTURE,
-    NOT_REPRODUCED,
     PASS,
-    UNDECIDED,
     Rule,
     Verdict,
 )
@@ -343,29 +339,10 @@ def order_rules(dataset: str, runs: pd.DataFrame, kind: str, note: str) -> list[
     ]
 
 
-@dataclass(frozen=True)
-class Untested(Verdict):
-    """The verdict when no data set met the premise: the lecture's order was tested on none,
-    so the claim is INCONCLUSIVE whatever the premise rules' outcomes (the core's Verdict
-    would call a failed premise rule NOT REPRODUCED). A failed check still means a broken
-    experiment."""
-
-    @property
-    def label(self) -> str:
-        broken = any(rule.outcome == FAIL for rule in self.of_kind(CHECK))
-        return NOT_REPRODUCED if broken else UNDECIDED
-
-    @property
-    def reason(self) -> str:
-        if self.label == NOT_REPRODUCED:
-            return super().reason
-        return "no data set met the premise: the order was not tested"
-
-
 def kinds(summary: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """(kind of the premise rule, kind of the order rules) for each data set: lecture where
     the premise rule passes, beyond where it does not. If it passes nowhere, the premise
-    rules stay lecture rules and the verdict is Untested."""
+    rules stay lecture rules and the verdict says the order was not tested."""
     passed = {
         dataset: premise_rule(dataset, runs, LECTURE).outcome == PASS
         for dataset, runs in summary.groupby("dataset", sort=False)
@@ -392,7 +369,8 @@ def verdict(out_dir) -> Verdict:
         rules.append(premise_rule(dataset, runs, premise_kind))
         rules += order_rules(dataset, runs, order_kind, note)
     tested = any(order_kind == LECTURE for _, order_kind in decided.values())
-    return (Verdict if tested else Untested)(CLAIM_ID, tuple(rules))
+    untested = "" if tested else "no data set met the premise, so the order was not tested"
+    return Verdict(CLAIM_ID, tuple(rules), untested)
 
 
 # ----------------------------------------------------------------------------- figure
