@@ -1,78 +1,74 @@
 """Claim: L1 selects features, L2 shares weight between duplicates (results/l1-vs-l2/).
 
-Slide "Weight Decay". An L1 penalty pushes weights that do not pay for themselves exactly to
-zero, so on a sparse problem it keeps only the relevant features; an L2 penalty prefers,
-among weight vectors that fit equally well, the one with the smallest squared norm, which
-for two (near-)identical features is the even split.
+Slide "Norms and Weight Decay". An L1 penalty concentrates the weights on a few features and
+clears the others to exactly zero, so on a sparse problem it picks out the relevant
+features; an L2 penalty, which punishes large components most, spreads weight evenly over
+features that carry the same information.
 
-Experiment, per seed: n = 100 examples of 30 independent N(0, 1) features; 5 of them carry
-the signal (weights of size 1 to 2, random signs), y = x.w_true + noise (sd 0.5). Three of
-the 5 relevant features get a near-duplicate column x + 0.1 z (correlation 0.995), placed
-right after the original: 33 columns in 30 groups (a group = a feature and its duplicate).
-Three Keras heads without bias start from zero weights and are trained together on the mean
-squared error by full-batch SGD with a constant learning rate eta:
-- L2: Dense(1, kernel_regularizer=L2(l2)), which minimizes MSE + l2 ||w||^2; reference: the
-  closed-form ridge solution w = (X^T X + n l2 I)^-1 X^T y.
-- L1: the same objective with l1 ||w||_1, minimized by the proximal gradient step: a plain
-  gradient step on the MSE, then soft-thresholding, w <- sign(w) max(|w| - eta l1, 0),
-  applied by Keras as the kernel's constraint after every step. Reference: scikit-learn's
-  Lasso with alpha = l1 / 2 (its objective, ||y - Xw||^2 / (2n) + alpha ||w||_1, is half of
+Data, per seed: n = 100 examples of 30 independent N(0, 1) features; 5 of them carry the
+signal (weights of size 1 to 2, random signs), y = x.w_true + noise (sd 0.5). Three of the
+5 relevant features get a near-duplicate column x + 0.1 z (correlation 0.995), placed right
+after the original: 33 columns in 30 groups (a group = a feature and its duplicate).
+
+Model and training: three Dense(1) heads without bias on one input, side by side, each on
+the mean squared error (MSE; `squared_error` sums the heads' MSEs, so that each head gets
+exactly its own gradient), all starting from zero weights, trained together by full-batch
+plain SGD (Keras' `optimizers.SGD`) with a constant learning rate eta for `steps` steps. One
+example of `repro.models.fit` is the whole training set, repeated so that one compiled epoch
+takes `steps_per_epoch` full-batch steps.
+- L1: the objective MSE + l1 ||w||_1, minimized by the proximal gradient step: a gradient
+  step on the MSE, then soft-thresholding w <- sign(w) max(|w| - eta l1, 0), which Keras
+  applies as the kernel's constraint (`SoftThreshold`, a `keras.constraints.Constraint`:
+  the optimizer applies it after every update). Reference: scikit-learn's Lasso with
+  alpha = l1 / 2 (its objective ||y - Xw||^2 / (2n) + alpha ||w||_1 is half of
   MSE + l1 ||w||_1), solved to tol 1e-10.
-- Keras' own L1(l1) regularizer on plain SGD, for the record only: it adds the subgradient
-  l1 sign(w), under which a weight that should be zero jumps back and forth across zero by
-  eta l1 and never rests on it. Earlier runs judged this head, with a threshold for "zero",
-  and it sat 17-37% away from the lasso: it had not converged and cannot.
-
-Why proximal, not a threshold: the lecture's claim is about the minimizer of the penalized
-objective, whose zeros are exact. Trained to convergence, the proximal head has exact zeros
-too, so "zero" needs no threshold, and a rule checks that it reached the lasso solution.
-The pilot (seeds 100-109, used by no verdict): after 2,000 steps the proximal head was still
-3-6% from the lasso (a duplicated pair is a nearly flat direction, left at a rate of about
-1/1000 per step); after 5,000 steps at most 0.35%, with the same zeros as the lasso in every
-seed. The ridge gap was below 1e-4.
+- L2: Keras' `regularizers.L2(l2)`, the objective MSE + l2 ||w||^2; reference: the
+  closed-form ridge solution w = (X^T X + n l2 I)^-1 X^T y.
+- Keras' own `regularizers.L1(l1)` on plain SGD, for the record only: it adds the
+  subgradient l1 sign(w), under which a weight that should be zero jumps back and forth
+  across zero by eta l1 and never rests on it.
+Trained to convergence, the proximal head has the lasso's exact zeros, so "zero" needs no
+threshold; two checks make sure both heads reached their references.
 
 Rules, one number per seed, each judged by the 95% t-interval of its mean over seeds:
-1. converged: ||w_L1 - w_lasso|| / ||w_lasso|| <= 0.01;
-2. converged: ||w_L2 - w_ridge|| / ||w_ridge|| <= 0.01;
-3. support recovery: recall of the relevant groups by L1 (a group is selected when any of its
-   columns is nonzero) >= 0.9;
-4. support recovery: precision of the groups L1 selects >= 0.8;
-5. sparsity: share of the irrelevant groups' weights that L1 sets exactly to zero >= 0.9;
-6. duplicates, L2: smaller / larger |w| of a duplicated pair, mean over the pairs, >= 0.8;
-7. duplicates, L1 against L2: that split ratio under L2 minus under L1 >= 0.5 (the lasso puts
-   most of a pair's weight on one column: 0 to 0.36 in the pilot, against 0.86 to 0.96).
+1. check: L1 converged, ||w_L1 - w_lasso|| / ||w_lasso|| <= 0.01 (a condition of the design,
+   not the claim);
+2. check: L2 converged, ||w_L2 - w_ridge|| / ||w_ridge|| <= 0.01;
+3. lecture: support recovery, recall of the relevant groups by L1 (a group is selected when
+   any of its columns is nonzero) >= 0.9;
+4. lecture: precision of the groups L1 selects >= 0.8;
+5. lecture: share of the irrelevant groups' weights that L1 sets exactly to zero >= 0.9;
+6. lecture: L2 splits duplicated pairs evenly: smaller / larger |w| of a pair, mean over the
+   pairs, >= 0.8;
+7. lecture: L1 concentrates where L2 spreads: that split ratio under L2 minus under L1
+   >= 0.5.
 Support is scored by group because which member of a near-duplicate pair the lasso keeps is
 close to arbitrary. The L2 head has no exact zeros at all (the ridge solution has none), so
 a rule on its zero share could not fail; the count is in rule 5's note instead.
-Seeds: in the pilot the widest spread was that of rule 7's difference (sd 0.13 for a margin
-of 0.26); three seeds would give an interval narrower than the margin, the full profile
-runs ten. Negative controls (tests): the Keras L1-regularizer head in place of the proximal
-one (fails 1 and 5), a hand-made table broken in turn for each rule.
 
-History: the earlier version judged the worst seed, trained the L1 head with Keras' L1
-regularizer and counted |w| <= 1% of the largest |w| as zero, with no check that it had
-converged (issue 14); the proximal head and rules 1 and 7 replaced that.
+Seeds: design and pilots on development seeds 100-199; verdict seeds 0-9, fixed before the
+full run; shifted seeds 1000-1009 run only after the design was frozen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import Lasso
 
+from repro.backend import keras, seed_everything
 from repro.figures import figure, save_figure
-from repro.models import EPOCH_PER_CALL, Retrainable, repeated_batch
+from repro.models import fit, restart
 from repro.records import progress, read_csv, write_csv
-from repro.rules import Rule, Verdict, spread
+from repro.rules import CHECK, LECTURE, Rule, Verdict, mean_interval, spread
 
 CLAIM_ID = "l1-vs-l2"
-SLIDE = "Weight Decay"
+SLIDE = "Norms and Weight Decay"
 STATEMENT = (
-    "An L1 penalty drives most weights to zero and picks out the true features of a sparse "
-    "problem; an L2 penalty spreads weight evenly over duplicated features."
+    "An L1 penalty clears most weights to exactly zero and picks out the true features of a "
+    "sparse problem; an L2 penalty spreads weight evenly over duplicated features, where L1 "
+    "concentrates it on one of them."
 )
 
 
@@ -86,16 +82,19 @@ class Config:
     target_noise_sd: float = 0.5
     l1: float = 0.3  # objective MSE + l1 * sum |w|
     l2: float = 0.1  # Keras L2(l2): adds l2 * sum w^2
-    steps: int = 5000
-    learning_rate: float = 0.1
+    steps: int = 3000
+    steps_per_epoch: int = 500  # full-batch steps per compiled call of `fit`
+    learning_rate: float = 0.2
 
     def __post_init__(self):
         if not 0 < self.relevant <= self.features:
             raise ValueError("need 0 < relevant <= features")
         if not 0 <= self.duplicated <= self.relevant:
             raise ValueError("need 0 <= duplicated <= relevant")
-        if self.examples < 2 or self.steps < 1:
-            raise ValueError("examples >= 2 and steps >= 1 required")
+        if self.examples < 2 or self.steps < 1 or self.steps_per_epoch < 1:
+            raise ValueError("examples >= 2, steps >= 1 and steps_per_epoch >= 1 required")
+        if self.steps % self.steps_per_epoch:
+            raise ValueError("steps must be a multiple of steps_per_epoch")
         if self.l1 <= 0 or self.l2 <= 0:
             raise ValueError("both penalties must be positive")
         if self.learning_rate <= 0:
@@ -104,10 +103,9 @@ class Config:
             raise ValueError("noise levels must be non-negative")
 
 
-# The quick profile keeps the steps: with fewer, the L1 head has not reached the lasso. Its
-# five seeds are the fewest that give precision (steps of 1/6 per seed) a useful interval.
+# The quick profile keeps the steps: with fewer, the L1 head has not reached the lasso.
 PROFILES = {"quick": Config(), "full": Config()}
-SEEDS = {"quick": tuple(range(5)), "full": tuple(range(10))}
+SEEDS = {"quick": tuple(range(3)), "full": tuple(range(10))}
 TABLES = {
     "weights.csv": (
         "seed",
@@ -130,6 +128,7 @@ MIN_PRECISION = 0.8
 MIN_L1_ZERO_SHARE = 0.9
 MIN_L2_SPLIT_RATIO = 0.8
 MIN_SPLIT_CONTRAST = 0.5
+HEADS = ("l1", "l2", "l1_keras_regularizer")
 
 
 def make_data(rng, config: Config):
@@ -164,46 +163,63 @@ class SoftThreshold(keras.constraints.Constraint):
     def __call__(self, w):
         return keras.ops.sign(w) * keras.ops.maximum(keras.ops.abs(w) - self.threshold, 0.0)
 
+    def get_config(self):
+        return {"threshold": self.threshold}
 
-def penalized_heads(config: Config, columns: int) -> keras.Model:
-    """Proximal L1, Keras L2 and Keras L1 heads on one input, compiled for full-batch SGD."""
+
+def squared_error(y, prediction):
+    """Mean squared error over the rows of one data set, summed over the heads (columns)."""
+    return keras.ops.sum(keras.ops.mean(keras.ops.square(prediction - y), axis=-2), axis=-1)
+
+
+def penalized_heads(config: Config, columns: int):
+    """Proximal L1, Keras L2 and Keras L1 heads on one input (a whole data set: rows x
+    columns), starting from zero, compiled for plain SGD."""
     eta = config.learning_rate
-
-    def head(name, **penalty):
-        return keras.layers.Dense(
-            1, use_bias=False, kernel_initializer="zeros", name=name, **penalty
-        )
-
+    penalties = {
+        "l1": {"kernel_constraint": SoftThreshold(eta * config.l1)},
+        "l2": {"kernel_regularizer": keras.regularizers.L2(config.l2)},
+        "l1_keras_regularizer": {"kernel_regularizer": keras.regularizers.L1(config.l1)},
+    }
+    inputs = keras.Input((None, columns))
     heads = [
-        head("l1", kernel_constraint=SoftThreshold(eta * config.l1)),
-        head("l2", kernel_regularizer=keras.regularizers.L2(config.l2)),
-        head("l1_keras_regularizer", kernel_regularizer=keras.regularizers.L1(config.l1)),
+        keras.layers.Dense(
+            1, use_bias=False, kernel_initializer="zeros", name=name, **penalties[name]
+        )(inputs)
+        for name in HEADS
     ]
-    inputs = keras.Input((columns,))
-    model = keras.Model(inputs, [h(inputs) for h in heads])
-    model.compile(
-        optimizer=keras.optimizers.SGD(eta),
-        loss=["mse"] * len(heads),
-        steps_per_execution=EPOCH_PER_CALL,
-    )
+    model = keras.Model(inputs, keras.layers.Concatenate()(heads))
+    model.compile(optimizer=keras.optimizers.SGD(eta), loss=squared_error)
     return model
 
 
-def train(model: keras.Model, x, y, config: Config) -> list[np.ndarray]:
+def train(model, x, y, config: Config, seed: int) -> list[np.ndarray]:
     """`steps` full-batch steps; the kernels of the three heads."""
-    targets = y.astype("float32")[:, None]
-    model.fit(repeated_batch(x.astype("float32"), [targets] * 3, config.steps), verbose=0)
-    return [np.asarray(layer.kernel, dtype=np.float64)[:, 0] for layer in model.layers[1:]]
+    # The training set as one example, `steps_per_epoch` times: `fit` with batch size 1 then
+    # takes that many full-batch steps in one compiled epoch.
+    repeats = (config.steps_per_epoch, 1, 1)
+    xs = np.tile(x.astype("float32")[None], repeats)
+    ys = np.tile(y.astype("float32")[None, :, None], repeats)
+    epochs = config.steps // config.steps_per_epoch
+    fit(model, xs, ys, epochs=epochs, batch_size=1, seed=seed)
+    return [np.asarray(model.get_layer(name).kernel, dtype=np.float64)[:, 0] for name in HEADS]
 
 
 def run(config: Config, seeds, out_dir):
+    from sklearn.linear_model import Lasso  # here, so that reading results never imports it
+
     frames = []
     columns = config.features + config.duplicated
-    # Compiled once; every seed restarts it from zero weights and a fresh optimizer.
-    heads = Retrainable(lambda: penalized_heads(config, columns))
+
+    def build():
+        return penalized_heads(config, columns)
+
+    # Built and compiled once; every seed restarts it from zero weights and a fresh optimizer.
+    seed_everything(seeds[0])
+    model = build()
     for seed in progress(seeds, CLAIM_ID):
         x, y, groups, duplicate, truth = make_data(np.random.default_rng(seed), config)
-        w_l1, w_l2, w_l1_keras = train(heads.restart(seed), x, y, config)
+        w_l1, w_l2, w_l1_keras = train(restart(model, build, seed), x, y, config, seed)
         lasso = Lasso(alpha=config.l1 / 2, fit_intercept=False, tol=1e-10, max_iter=100_000)
         frames.append(
             pd.DataFrame(
@@ -224,6 +240,9 @@ def run(config: Config, seeds, out_dir):
             )
         )
     write_csv(pd.concat(frames, ignore_index=True), out_dir / "weights.csv")
+
+
+# ------------------------------------------------------------------------------ verdict
 
 
 def is_zero(weights: pd.Series) -> pd.Series:
@@ -281,46 +300,53 @@ def scores(table: pd.DataFrame) -> pd.DataFrame:
 def verdict(out_dir) -> Verdict:
     s = scores(read_csv(out_dir / "weights.csv"))
     contrast = s["l2_split_ratio"] - s["l1_split_ratio"]
+    lecture = {"kind": LECTURE, "slide": SLIDE}
     return Verdict(
         CLAIM_ID,
         (
             Rule.over_seeds(
-                "L1 (proximal) converged: ||w - w_lasso|| / ||w_lasso||",
+                "L1 (proximal SGD) converged: ||w - w_lasso|| / ||w_lasso||",
                 s["l1_gap"].to_numpy(),
                 "<=",
                 CONVERGENCE_TOLERANCE,
+                kind=CHECK,
             ),
             Rule.over_seeds(
                 "L2 converged: ||w - w_ridge|| / ||w_ridge||",
                 s["l2_gap"].to_numpy(),
                 "<=",
                 CONVERGENCE_TOLERANCE,
+                kind=CHECK,
             ),
             Rule.over_seeds(
                 "L1: recall of the relevant feature groups",
                 s["l1_recall"].to_numpy(),
                 ">=",
                 MIN_RECALL,
+                **lecture,
             ),
             Rule.over_seeds(
                 "L1: precision of the selected feature groups",
                 s["l1_precision"].to_numpy(),
                 ">=",
                 MIN_PRECISION,
+                **lecture,
             ),
             Rule.over_seeds(
                 "L1: share of irrelevant weights exactly zero",
                 s["l1_zero_share"].to_numpy(),
                 ">=",
                 MIN_L1_ZERO_SHARE,
-                f"L2: {spread(s['l2_zero_share'])}; Keras' L1 regularizer on SGD: "
+                f"L2: {spread(s['l2_zero_share'])}; Keras' L1 regularizer on plain SGD: "
                 f"{spread(s['l1_keras_regularizer_zero_share'])}",
+                **lecture,
             ),
             Rule.over_seeds(
                 "L2: smaller / larger |w| in a duplicated pair, mean over pairs",
                 s["l2_split_ratio"].to_numpy(),
                 ">=",
                 MIN_L2_SPLIT_RATIO,
+                **lecture,
             ),
             Rule.over_seeds(
                 "duplicated pairs: split ratio under L2 minus under L1",
@@ -328,9 +354,78 @@ def verdict(out_dir) -> Verdict:
                 ">=",
                 MIN_SPLIT_CONTRAST,
                 f"L1 split ratio {spread(s['l1_split_ratio'])}",
+                **lecture,
             ),
         ),
     )
+
+
+# --------------------------------------------------------------------------------- plot
+
+COLORS = {"l1": "tab:green", "l2": "tab:blue", "contrast": "tab:gray"}
+TITLES = {"l1": "L1 penalty (proximal SGD)", "l2": "L2 penalty (SGD)"}
+
+
+def weights_panel(ax, first: pd.DataFrame, penalty: str):
+    """One seed's weights of a penalty's Keras head, its reference and the true weights."""
+    columns = first["column"].to_numpy()
+    pair_columns = columns[first["group"].isin(first.loc[first["is_duplicate"], "group"])]
+    for start in pair_columns[::2]:  # each duplicated pair shaded and bounded
+        ax.axvspan(start - 0.5, start + 1.5, color="tab:orange", alpha=0.15, lw=0)
+        for edge in (start - 0.5, start + 1.5):
+            ax.axvline(edge, color="tab:orange", ls="--", lw=0.8)
+    ax.fill_between([], [], color="tab:orange", alpha=0.15, label="duplicated pair")
+    name = "scikit-learn Lasso" if penalty == "l1" else "closed-form ridge"
+    reference = "w_lasso" if penalty == "l1" else "w_ridge"
+    ax.bar(columns, first[f"w_{penalty}"], color=COLORS[penalty], width=0.7, label="Keras head")
+    ax.scatter(columns, first[reference], marker="_", s=90, color="k", label=name)
+    if penalty == "l1":
+        ax.scatter(
+            columns,
+            first["w_l1_keras_regularizer"],
+            marker="o",
+            s=16,
+            facecolors="none",
+            edgecolors="tab:purple",
+            label="Keras' L1 regularizer, plain SGD",
+        )
+    relevant = ~is_zero(first["true_weight"]).to_numpy()
+    ax.scatter(
+        columns[relevant],
+        first.loc[relevant, "true_weight"],
+        marker="*",
+        s=70,
+        color="tab:red",
+        label="true weight",
+    )
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set(
+        xlabel="column (a feature, or its near-duplicate)",
+        ylabel="weight",
+        title=f"{TITLES[penalty]}, seed {first['seed'].iloc[0]}",
+    )
+    ax.legend(loc="lower right")
+
+
+def rules_panel(ax, measures, n_seeds: int):
+    """Per-seed values of lecture-rule statistics, their mean and interval, and thresholds.
+
+    `measures`: (label, per-seed values, colour, threshold or None) for each column."""
+    for i, (_, values, color, threshold) in enumerate(measures):
+        values = np.asarray(values, dtype=float)
+        ax.scatter(np.full(len(values), i - 0.1), values, color=color, s=16, alpha=0.8)
+        mean, low, high = mean_interval(values)
+        ax.errorbar(
+            i + 0.15, mean, yerr=[[mean - low], [high - mean]], color="k", capsize=4, fmt="o"
+        )
+        if threshold is not None:
+            ax.hlines(threshold, i - 0.35, i + 0.35, color="tab:red", lw=2)
+    ax.plot([], [], color="tab:red", lw=2, label="lecture rule threshold")
+    ax.errorbar([], [], yerr=[], color="k", capsize=4, fmt="o", label="mean, 95% t-interval")
+    ax.scatter([], [], color="gray", s=16, label=f"a dot per seed ({n_seeds} seeds)")
+    ax.set_xticks(range(len(measures)), [label for label, *_ in measures])
+    ax.set(ylim=(-0.05, 1.35), xlim=(-0.6, len(measures) - 0.4), ylabel="share or ratio (0 to 1)")
+    ax.legend(loc="upper center", ncols=2)
 
 
 def plot(out_dir):
@@ -338,80 +433,39 @@ def plot(out_dir):
     first = table[table["seed"] == table["seed"].min()]
     s = scores(table)
     fig, axes = figure(
-        f"l1-vs-l2: L1 selects features, L2 splits weight over duplicates "
-        f"(weights: seed {first['seed'].iloc[0]}; right: all {len(s)} seeds)",
-        ncols=3,
-        width=5.2,
-        height=4.0,
+        f"l1-vs-l2: L1 selects features, L2 splits weight over duplicates ({len(s)} seeds)",
+        ncols=2,
+        nrows=2,
+        width=6.6,
+        height=4.4,
     )
-    columns = first["column"].to_numpy()
-    pair_columns = columns[first["group"].isin(first.loc[first["is_duplicate"], "group"])]
-    for ax, penalty, reference, name in (
-        (axes[0], "l1", "w_lasso", "sklearn Lasso"),
-        (axes[1], "l2", "w_ridge", "closed-form ridge"),
-    ):
-        ax.bar(columns, first[f"w_{penalty}"], color="tab:blue", width=0.7, label="Keras")
-        ax.scatter(columns, first[reference], marker="_", s=80, color="k", label=name)
-        if penalty == "l1":
-            ax.scatter(
-                columns,
-                first["w_l1_keras_regularizer"],
-                marker="o",
-                s=14,
-                facecolors="none",
-                edgecolors="tab:purple",
-                label="Keras L1 regularizer, plain SGD",
-            )
-        relevant = ~is_zero(first["true_weight"]).to_numpy()
-        ax.scatter(
-            columns[relevant],
-            first.loc[relevant, "true_weight"],
-            marker="*",
-            s=60,
-            color="tab:red",
-            label="true weight (signal)",
-        )
-        # Each duplicated pair shaded and bounded by dashed lines where it begins and ends.
-        for start in pair_columns[::2]:
-            ax.axvspan(start - 0.5, start + 1.5, color="tab:orange", alpha=0.12, lw=0)
-            for edge in (start - 0.5, start + 1.5):
-                ax.axvline(edge, color="tab:orange", ls="--", lw=0.8)
-        if len(pair_columns):
-            ax.text(
-                pair_columns.max() + 0.8,
-                0.02,
-                "<- duplicated pairs",
-                transform=ax.get_xaxis_transform(),
-                fontsize=8,
-                color="tab:orange",
-            )
-        ax.axhline(0, color="grey", lw=0.8)
-        title = "L1 penalty (proximal SGD)" if penalty == "l1" else "L2 penalty (SGD)"
-        ax.set(xlabel="column (a feature, or its near-duplicate)", ylabel="weight", title=title)
-        ax.legend(fontsize=7, loc="lower right")
-
-    ax = axes[2]
-    measures = (
-        ("zero_share", "irrelevant weights\nexactly zero (share)"),
-        ("split_ratio", "duplicated pairs:\nsmaller / larger |w|"),
+    weights_panel(axes[0], first, "l1")
+    weights_panel(axes[1], first, "l2")
+    green, blue = COLORS["l1"], COLORS["l2"]
+    rules_panel(
+        axes[2],
+        (
+            ("L1: recall of\nrelevant groups", s["l1_recall"], green, MIN_RECALL),
+            ("L1: precision of\nselected groups", s["l1_precision"], green, MIN_PRECISION),
+            ("L1: irrelevant\nweights exactly 0", s["l1_zero_share"], green, MIN_L1_ZERO_SHARE),
+            ("L2: irrelevant\nweights exactly 0", s["l2_zero_share"], blue, None),
+        ),
+        len(s),
     )
-    for i, (measure, _) in enumerate(measures):
-        for offset, penalty, color in ((-0.15, "l1", "tab:green"), (0.15, "l2", "tab:blue")):
-            values = s[f"{penalty}_{measure}"]
-            ax.scatter(
-                np.full(len(s), i + offset),
-                values,
-                color=color,
-                s=14,
-                label=f"{penalty.upper()} (one dot per seed; bar: mean)" if i == 0 else None,
-            )
-            ax.hlines(values.mean(), i + offset - 0.1, i + offset + 0.1, color=color, lw=2)
-    ax.set_xticks(range(len(measures)), [label for _, label in measures])
-    ax.set(
-        ylim=(-0.05, 1.05),
-        xlim=(-0.6, 1.6),
-        ylabel="share or ratio (0 to 1)",
-        title="every seed",
+    axes[2].set_title("feature selection (green: L1, blue: L2)")
+    rules_panel(
+        axes[3],
+        (
+            ("L1", s["l1_split_ratio"], green, None),
+            ("L2", s["l2_split_ratio"], blue, MIN_L2_SPLIT_RATIO),
+            (
+                "L2 minus L1",
+                s["l2_split_ratio"] - s["l1_split_ratio"],
+                COLORS["contrast"],
+                MIN_SPLIT_CONTRAST,
+            ),
+        ),
+        len(s),
     )
-    ax.legend(fontsize=8, loc="center")
+    axes[3].set_title("duplicated pairs: smaller / larger |w|, mean over pairs")
     save_figure(fig, out_dir / "weights.png")
