@@ -1,97 +1,93 @@
 """Claim: the initialization decides whether signals survive depth (results/initialization/).
 
-Slide "Numerical Stability and Initialization". In a ReLU layer with n inputs and weights of
-variance v, the mean square of the activations is multiplied by n v / 2 (n v from the sum,
-1/2 because ReLU zeroes half of a symmetric pre-activation), so their scale changes by
-sqrt(n v / 2) per layer. N(0, 1) weights (v = 1) multiply it by sqrt(n / 2) per layer and
-explode it; N(0, 0.01^2) weights multiply it by 0.01 sqrt(n / 2) and make it vanish. Glorot
-(v = 2 / (fan_in + fan_out)) was derived for units that are linear near 0, such as tanh: it
-keeps a tanh net's scale, but with ReLU it loses a factor sqrt(2) per layer; He
+Slide "Numerical Stability and Initialization" (with "Vanishing and Exploding Gradients"
+and "Exploding Gradients"). In a ReLU layer with n inputs and weights of variance v, the
+mean square of the activations is multiplied by n v / 2 (n v from the sum, 1/2 because
+ReLU zeroes half of a symmetric pre-activation), so their scale changes by sqrt(n v / 2)
+per layer. N(0, 1) weights (v = 1) multiply it by sqrt(n / 2) per layer and explode it;
+N(0, 0.01^2) weights multiply it by 0.01 sqrt(n / 2) and make it vanish. Glorot
+(v = 2 / (fan_in + fan_out)) was derived for units that are linear near 0, such as tanh:
+it keeps a tanh net's scale, but with ReLU it loses a factor sqrt(2) per layer; He
 (v = 2 / fan_in) puts the 1/2 back and keeps a ReLU net's scale. The right scale depends on
-the activation: the lecture's point that initialization is tied to the nonlinearity.
+the activation: the lecture's point that initialization is tied to the nonlinearity, and
+that it decides how fast (or whether) training converges.
+Notes, pilots and history: docs/claims/initialization.md.
 
-Experiment: MLPs with `depth` hidden layers of `width` units on scikit-learn's digits, biases
-zero, one arm per (activation, initializer): ReLU with Keras' RandomNormal of stddev 1 and
-0.01, with GlorotNormal (the mismatch) and with HeNormal, and tanh with GlorotNormal.
+Design. MLPs with `depth` hidden layers of `width` units on scikit-learn's digits, biases
+zero, one arm (scheme) per (activation, initializer): ReLU with Keras' RandomNormal of
+stddev 1 and 0.01, with GlorotNormal (the mismatch) and with HeNormal, and tanh with
+GlorotNormal. Runs on either Keras backend.
 - At initialization a forward pass of `probe_batch` training images gives the standard
   deviation of every hidden layer's output; for the ReLU arms the per-layer growth factor is
   exp of the slope of ln(std) against the layer, compared with sqrt(n v / 2) computed from
-  the kernels actually drawn (there is no such formula for tanh, whose slope is below 1
-  away from 0; its column is empty).
-- Then every arm trains by minibatch SGD with momentum for the same budget, at each rate of
-  a small learning-rate sweep, on the same batches; test accuracy is recorded after every
-  epoch, and a diverging run's NaN loss is kept as it is. Each arm is judged at its best
-  rate: the highest area under its test-accuracy curve (mean over epochs, then over seeds,
-  rounded to 1e-9; ties to the smaller rate), which rewards both reaching high and getting
-  there fast. A poor scheme is then poor at every step size, not at one.
+  the kernels actually drawn (no such formula for tanh; its column is empty).
+- Then every arm trains through `repro.models.fit`: minibatch SGD with momentum for the
+  same epochs, at each rate of a small learning-rate sweep, on the same batches; test
+  accuracy after every epoch; a diverging run's NaN loss is kept as it is. One compiled net
+  per activation (the architecture), restarted (`repro.models.restart`) for every scheme,
+  rate and seed: the initializer and the learning rate come from the restart's fresh model.
+  Each arm is judged at its best rate: the largest area under its test-accuracy curve (mean
+  over epochs, then over seeds, rounded to 1e-9; ties to the smaller rate), which rewards
+  both reaching high and getting there fast. A poor scheme is then poor at every step size.
+- Each Dense layer gets its own initializer, built from a name or a config: a Keras 3
+  initializer object fixes its seed when made, so one shared object would give every
+  hidden layer the same kernel.
 
-Two Keras details matter. Each Dense layer gets its own initializer, built from a name or a
-config: a Keras 3 initializer object without a seed draws the same numbers at every call,
-so one shared object would give every hidden layer the same kernel. And every run trains
-one compiled net per activation, restarted from that run's initial weights and its
-optimizer's fresh state (learning rate set afterwards): the same numbers as a new model per
-run (tests/test_deep_init_symmetry.py checks it), with the train step traced once.
+Rules (key statistic per seed; its mean over seeds with the Student-t 95% interval):
+1. lecture ("Vanishing and Exploding Gradients"): ReLU, N(0,1) explodes:
+   log10(last hidden layer's std / input's std) > 3.
+2. lecture ("Vanishing and Exploding Gradients"): ReLU, N(0,0.01^2) vanishes: the same
+   log10 ratio < -3.
+3. lecture ("Numerical Stability and Initialization"): ReLU, He stays: the largest
+   |log10(layer std / input std)| over the layers < 1.
+4. lecture ("Numerical Stability and Initialization"): tanh, Glorot stays: the same < 1
+   (Glorot is the right scale for tanh).
+5. beyond: ReLU, Glorot (the mismatch) falls out of that band: log10(last / input) < -1
+   (the arithmetic above predicts about -1.4 at depth 10); the slides predict no outcome
+   for this pairing.
+6. beyond: growth factor: the mean over the four ReLU arms of |fitted / sqrt(n v / 2) - 1|
+   < 0.1 (a quantitative theory the slides do not give).
+7. lecture ("Exploding Gradients"): the poor schemes never reach test accuracy 0.8 (eight
+   times chance, well below the 0.9+ of a working 10-layer net on digits): the highest test
+   accuracy of either poor arm over every rate and epoch < 0.8.
+8. lecture ("Numerical Stability and Initialization"): the sound schemes reach it: the
+   lowest, over ReLU with He, ReLU with Glorot and tanh with Glorot, of the highest test
+   accuracy within the budget at the arm's best rate > 0.8.
+9. lecture ("Numerical Stability and Initialization"): He converges faster than Glorot
+   with ReLU: area under the test-accuracy curve, He minus Glorot, each at its best rate,
+   > 0.
 
-Rules, decided from the lecture before the pilot (key statistic per seed; its mean over
-seeds with the Student-t 95% interval):
-1. ReLU, N(0,1) explodes: log10(last hidden layer's std / input's std) > 3.
-2. ReLU, N(0,0.01^2) vanishes: the same log10 ratio < -3.
-3. ReLU, He stays: the largest |log10(layer std / input std)| over the layers < 1.
-4. tanh, Glorot stays: the same < 1 (Glorot is the right scale for tanh).
-5. ReLU, Glorot (the mismatch) falls out of that band: log10(last / input) < -1; the
-   arithmetic above predicts about -1.4 at depth 10 (2^(-depth/2) times the ratio of the
-   input's root mean square to its std).
-6. Growth factor: the mean over the four ReLU arms of |fitted / sqrt(n v / 2) - 1| < 0.1.
-   The formula averages over random weights and a width of 64 adds noise to any one draw,
-   so the statistic is the typical miss per seed, and the interval judges its mean.
-7. The poor schemes never reach test accuracy 0.8 (eight times chance, well below the 0.9+
-   that a working 10-layer net reaches on digits): the highest test accuracy of either
-   poor arm over every rate and epoch < 0.8.
-8. The working schemes reach it: the lowest, over ReLU with He, ReLU with Glorot and tanh
-   with Glorot, of the highest test accuracy within the budget at the arm's best rate > 0.8.
-9. He converges faster than Glorot with ReLU: area under the test-accuracy curve, He minus
-   Glorot, each at its best rate, > 0.
-
-Pilot on seeds 100-102 (never used for the verdict): log10 ratios +7.4 (N(0,1)), -12.6
-(N(0,0.01^2)) and -1.68 (ReLU, Glorot); largest excursions 0.18 (He) and 0.23 (tanh); growth
-errors 0.019 to 0.064 per seed (mean 0.038, upper end 0.097 at three seeds); poor arms at
-0.10 at every rate; working arms 0.91 or more, all at rate 0.01; He's area 0.27 to 0.35
-above Glorot's. The growth rule's spread sets the seeds: six give a half-width near 0.025.
-
-Change after the first full run (seeds 0-5): its grid was 0.001, 0.01, 0.1, and every
-working arm's best rate was 0.01, with its neighbours a decade away. Rule 9 compares He with
-Glorot at their best rates, so a coarse grid could favour one of them; the grid was refined
-to half-decades, 0.003 to 0.1, before the runs now in results/. Rules and thresholds are
-unchanged; that run passed every rule (He minus Glorot 0.28, interval 0.24 to 0.32).
-
-History: the first version trained at one learning rate (0.01), where the poor schemes had
-NaN losses from epoch 1, had no tanh arm, judged every rule on its worst seed, and relaxed
-the growth rule from every seed to the seed-averaged profile after one of five N(0, 1) draws
-missed by 11.3% (issue 13): replaced by the rules above, with intervals over seeds.
+Seeds: pilots and design on development seeds (100-105); verdict seeds 0-4, fixed before
+the full run; the shifted seeds 1000-1004 run only once the design is frozen. One design
+choice was made after a full run on verdict seeds: the learning-rate grid was refined to
+half-decades after the first full run of this design (notes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
-import keras
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
-from repro.backend import seed_everything
+from repro import backend
+from repro.backend import keras
 from repro.data import digits
 from repro.figures import figure, save_figure, seed_band, seed_legend
-from repro.models import EPOCH_PER_CALL, EpochAccuracy, Retrainable, batches, mlp
+from repro.models import fit, mlp, predict_labels, restart
 from repro.records import progress, read_csv, write_csv
-from repro.rules import Rule, Verdict, mean_interval
+from repro.rules import BEYOND, LECTURE, Rule, Verdict
 
 CLAIM_ID = "initialization"
 SLIDE = "Numerical Stability and Initialization"
 STATEMENT = (
     "In a deep ReLU MLP, N(0, 1) weights make the activations explode with depth and "
-    "N(0, 0.01^2) weights make them vanish, so neither trains at any learning rate; the "
-    "scale that keeps the signal depends on the activation (He for ReLU, Glorot for tanh), "
-    "and He trains a ReLU net faster than Glorot."
+    "N(0, 0.01^2) weights make them vanish, and neither reaches the target accuracy at any "
+    "rate of a sweep; the scale that keeps the signal depends on the activation (He for "
+    "ReLU, Glorot for tanh), these sound schemes train, and He trains a ReLU net faster "
+    "than Glorot."
 )
 
 # arm -> (activation, initializer: a name or a config, never a shared object; see above)
@@ -133,8 +129,8 @@ class Config:
             raise ValueError("probe_batch must be at least 2")
 
 
-PROFILES = {"quick": Config(epochs=2, learning_rates=(0.01, 0.1)), "full": Config()}
-SEEDS = {"quick": (0, 1), "full": tuple(range(6))}
+PROFILES = {"quick": Config(epochs=3, learning_rates=(0.01, 0.03)), "full": Config()}
+SEEDS = {"quick": (0, 1), "full": tuple(range(5))}
 TABLES = {
     "activation_scale.csv": ("seed", "scheme", "layer", "activation_std", "predicted_growth"),
     "training.csv": (
@@ -155,101 +151,106 @@ BAND_ORDERS = 1.0
 GROWTH_TOLERANCE = 0.10
 
 
-def activation_stds(model, x) -> list[float]:
-    """Std of the input (layer 0) and of every hidden layer's output, in order."""
-    stds, signal = [float(np.std(x))], x
-    for layer in model.layers[:-1]:  # every Dense but the output layer
-        signal = layer(signal)
-        stds.append(float(np.std(signal)))
-    return stds
-
-
-def predicted_growth(model) -> float:
-    """sqrt(n v / 2) averaged over the hidden-to-hidden kernels, v their drawn variance."""
-    kernels = [np.asarray(layer.kernel) for layer in model.layers[1:-1]]
-    return float(np.mean([np.sqrt(k.shape[0] * np.mean(k**2) / 2) for k in kernels]))
-
-
-def net(config: Config, input_dim: int, activation: str, initializer="glorot_uniform"):
-    return mlp(
+def net(config: Config, input_dim: int, scheme: str, learning_rate: float | None = None):
+    """The scheme's MLP; compiled with SGD and momentum at `learning_rate` if one is given."""
+    activation, initializer = SCHEMES[scheme]
+    model = mlp(
         input_dim,
         CLASSES,
         hidden=(config.width,) * config.depth,
         activation=activation,
         kernel_initializer=initializer,
     )
-
-
-def compiled_trainer(config: Config, input_dim: int, activation: str) -> Retrainable:
-    """One compiled net that every run with this activation trains from its own weights."""
-
-    def build():
-        trainer = net(config, input_dim, activation)
-        trainer.compile(
-            optimizer=keras.optimizers.SGD(config.learning_rates[0], momentum=config.momentum),
+    if learning_rate is not None:
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate, momentum=config.momentum),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            steps_per_execution=EPOCH_PER_CALL,
         )
-        return trainer
-
-    return Retrainable(build)
+    return model
 
 
-def train(trainer: Retrainable, initial_weights, rate, config: Config, x, y, seed, callbacks):
-    """Train the shared net from `initial_weights` at `rate` as if it were a new model."""
-    model = trainer.restart_from(initial_weights)
-    model.optimizer.learning_rate.assign(rate)
-    return model.fit(
-        batches(x, y, config.batch_size, shuffle_seed=seed),
-        epochs=config.epochs,
-        verbose=0,
-        callbacks=callbacks,
+def activation_stds(model, x) -> list[float]:
+    """Std of the input (layer 0) and of every hidden layer's output, in order."""
+    stds, signal = [float(np.std(x))], keras.ops.convert_to_tensor(x)
+    for layer in model.layers[:-1]:  # every Dense but the output layer
+        signal = layer(signal)
+        stds.append(float(np.std(keras.ops.convert_to_numpy(signal).astype(np.float64))))
+    return stds
+
+
+def predicted_growth(model) -> float:
+    """sqrt(n v / 2) averaged over the hidden-to-hidden kernels, v their drawn variance."""
+    kernels = [keras.ops.convert_to_numpy(layer.kernel) for layer in model.layers[1:-1]]
+    return float(
+        np.mean([np.sqrt(k.shape[0] * np.mean(k.astype(np.float64) ** 2) / 2) for k in kernels])
     )
 
 
 def run(config: Config, seeds, out_dir):
     x, y, x_test, y_test = digits()
-    trainers = {
-        activation: compiled_trainer(config, x.shape[1], activation)
-        for activation in sorted({activation for activation, _ in SCHEMES.values()})
-    }
+    probe = x[: config.probe_batch]
+
+    def evaluate(model):
+        return {"test_accuracy": float((predict_labels(model, x_test) == y_test).mean())}
+
     scales, curves = [], []
-    for seed in progress(seeds, CLAIM_ID):
-        # Every net of the seed is drawn before any trains: seed_everything clears
-        # TensorFlow's caches, after which a trainer's first fit costs 0.4 s more to
-        # instantiate its functions again; paid once per trainer and seed, not per scheme.
-        # The last seed_everything(seed) also seeds the shuffles of every run of the seed.
-        starts = {}
-        for scheme, (activation, initializer) in SCHEMES.items():
-            seed_everything(seed)
-            model = net(config, x.shape[1], activation, initializer)
-            growth = predicted_growth(model) if activation == "relu" else np.nan
-            scales += [
-                {
-                    "seed": seed,
-                    "scheme": scheme,
-                    "layer": layer,
-                    "activation_std": std,
-                    "predicted_growth": growth,
-                }
-                for layer, std in enumerate(activation_stds(model, x[: config.probe_batch]))
-            ]
-            starts[scheme] = model.get_weights()
-        for scheme, (activation, _) in SCHEMES.items():
-            for rate in config.learning_rates:
-                record = EpochAccuracy(
-                    {"test_accuracy": (x_test, y_test)},
-                    seed=seed,
-                    scheme=scheme,
-                    learning_rate=rate,
-                    target_accuracy=config.target_accuracy,
-                )
-                history = train(
-                    trainers[activation], starts[scheme], rate, config, x, y, seed, [record]
-                )
-                curves.append(pd.DataFrame(record.rows).assign(train_loss=history.history["loss"]))
-    write_csv(pd.DataFrame(scales), out_dir / "activation_scale.csv")
-    write_csv(pd.concat(curves, ignore_index=True), out_dir / "training.csv")
+    for activation in sorted({activation for activation, _ in SCHEMES.values()}):
+        model = None  # one compiled net per activation (the architecture), restarted
+        schemes = [s for s, (a, _) in SCHEMES.items() if a == activation]
+        for scheme in schemes:
+            for seed in progress(seeds, f"{CLAIM_ID}, {scheme}"):
+                for i, rate in enumerate(config.learning_rates):
+                    build = partial(net, config, x.shape[1], scheme, rate)
+                    if model is None:
+                        backend.seed_everything(seed)
+                        model = build()
+                    else:
+                        model = restart(model, build, seed)
+                    if i == 0:  # every rate starts from the seed's weights: measure once
+                        growth = predicted_growth(model) if activation == "relu" else np.nan
+                        scales += [
+                            {
+                                "seed": seed,
+                                "scheme": scheme,
+                                "layer": layer,
+                                "activation_std": std,
+                                "predicted_growth": growth,
+                            }
+                            for layer, std in enumerate(activation_stds(model, probe))
+                        ]
+                    history = fit(
+                        model,
+                        x,
+                        y,
+                        epochs=config.epochs,
+                        batch_size=config.batch_size,
+                        seed=seed,
+                        evaluate=evaluate,
+                    )
+                    curves += [
+                        {
+                            "seed": seed,
+                            "scheme": scheme,
+                            "learning_rate": rate,
+                            "target_accuracy": config.target_accuracy,
+                            "epoch": row["epoch"],
+                            "train_loss": row["loss"],
+                            "test_accuracy": row["test_accuracy"],
+                        }
+                        for row in history
+                    ]
+    order = {scheme: i for i, scheme in enumerate(SCHEMES)}
+    scales = pd.DataFrame(scales).sort_values(["seed", "scheme", "layer"], key=_scheme_order(order))
+    curves = pd.DataFrame(curves).sort_values(
+        ["seed", "scheme", "learning_rate", "epoch"], key=_scheme_order(order)
+    )
+    write_csv(scales, out_dir / "activation_scale.csv")
+    write_csv(curves, out_dir / "training.csv")
+
+
+def _scheme_order(order):
+    """Sort key: schemes in SCHEMES' order, other columns by value."""
+    return lambda column: column.map(order) if column.name == "scheme" else column
 
 
 def log10_ratios(scales: pd.DataFrame, scheme: str) -> pd.DataFrame:
@@ -319,6 +320,7 @@ def verdict(out_dir) -> Verdict:
     working_best = pd.DataFrame({s: per_seed(at_best_rate(curves, s), np.max) for s in WORKING})
     area = {s: per_seed(at_best_rate(curves, s), np.mean) for s in WORKING}
     rates = ", ".join(f"{s} {best_rate(curves, s):g}" for s in WORKING)
+    stability = "Vanishing and Exploding Gradients"
     return Verdict(
         CLAIM_ID,
         (
@@ -328,6 +330,8 @@ def verdict(out_dir) -> Verdict:
                 ">",
                 EXPLODE_MIN_ORDERS,
                 "explodes: more than three orders up",
+                kind=LECTURE,
+                slide=stability,
             ),
             Rule.over_seeds(
                 f"{VANISHING}: log10(last hidden layer's std / input std)",
@@ -335,6 +339,8 @@ def verdict(out_dir) -> Verdict:
                 "<",
                 VANISH_MAX_ORDERS,
                 "vanishes: more than three orders down",
+                kind=LECTURE,
+                slide=stability,
             ),
             Rule.over_seeds(
                 "ReLU, He: largest |log10(layer std / input std)| over the layers",
@@ -342,6 +348,8 @@ def verdict(out_dir) -> Verdict:
                 "<",
                 BAND_ORDERS,
                 "stays within one order",
+                kind=LECTURE,
+                slide=SLIDE,
             ),
             Rule.over_seeds(
                 "tanh, Glorot: largest |log10(layer std / input std)| over the layers",
@@ -349,6 +357,8 @@ def verdict(out_dir) -> Verdict:
                 "<",
                 BAND_ORDERS,
                 "stays within one order",
+                kind=LECTURE,
+                slide=SLIDE,
             ),
             Rule.over_seeds(
                 "ReLU, Glorot (mismatch): log10(last hidden layer's std / input std)",
@@ -356,6 +366,7 @@ def verdict(out_dir) -> Verdict:
                 "<",
                 -BAND_ORDERS,
                 "falls out of the one-order band",
+                kind=BEYOND,
             ),
             Rule.over_seeds(
                 "ReLU arms: mean |fitted growth per layer / sqrt(n v / 2) - 1|",
@@ -364,6 +375,7 @@ def verdict(out_dir) -> Verdict:
                 GROWTH_TOLERANCE,
                 "per arm, mean over seeds: "
                 + ", ".join(f"{s} {errors[s].mean():.3f}" for s in RELU_SCHEMES),
+                kind=BEYOND,
             ),
             Rule.over_seeds(
                 f"N(0,1) and N(0,0.01^2): highest test accuracy over every rate and epoch "
@@ -372,6 +384,8 @@ def verdict(out_dir) -> Verdict:
                 "<",
                 target,
                 f"never reach {target}",
+                kind=LECTURE,
+                slide="Exploding Gradients",
             ),
             Rule.over_seeds(
                 f"He, Glorot (ReLU) and tanh Glorot: lowest of their highest test accuracy "
@@ -380,6 +394,8 @@ def verdict(out_dir) -> Verdict:
                 ">",
                 target,
                 f"reach {target}; best rates: {rates}",
+                kind=LECTURE,
+                slide=SLIDE,
             ),
             Rule.over_seeds(
                 "ReLU: area under the test-accuracy curve, He minus Glorot, at their best rates",
@@ -387,6 +403,8 @@ def verdict(out_dir) -> Verdict:
                 ">",
                 0.0,
                 "He converges faster",
+                kind=LECTURE,
+                slide=SLIDE,
             ),
         ),
     )
@@ -399,6 +417,13 @@ COLORS = {
     "ReLU, He": "tab:blue",
     "tanh, Glorot": "tab:green",
 }
+MARKERS = {
+    "ReLU, N(0,1)": "^",
+    "ReLU, N(0,0.01^2)": "v",
+    "ReLU, Glorot": "s",
+    "ReLU, He": "o",
+    "tanh, Glorot": "D",
+}
 
 
 def plot(out_dir):
@@ -407,16 +432,46 @@ def plot(out_dir):
     seeds = scales["seed"].nunique()
 
     fig, (ax,) = figure(
-        f"{CLAIM_ID}: activation scale per layer at initialization", width=6.8, height=4.6
+        f"{CLAIM_ID}: activation scale per layer at initialization", width=12, height=5.2
     )
     input_std = scales[scales["layer"] == 0]["activation_std"].mean()
-    ax.axhspan(input_std / 10, input_std * 10, color="grey", alpha=0.15, label="input std x/÷ 10")
+    last = int(scales["layer"].max())
+    ax.axhspan(
+        input_std / 10,
+        input_std * 10,
+        color="grey",
+        alpha=0.15,
+        label="lecture rule band: He and tanh-Glorot stay within 10x of the input",
+    )
+    for factor, name in (
+        (10**EXPLODE_MIN_ORDERS, "N(0,1) ends above"),
+        (10**VANISH_MAX_ORDERS, "N(0,0.01^2) ends below"),
+    ):
+        ax.plot(
+            [last],
+            [input_std * factor],
+            marker="_",
+            ms=22,
+            mew=2.5,
+            ls="none",
+            color=COLORS[EXPLODING if factor > 1 else VANISHING],
+            label=f"lecture rule: {name} {factor:g}x the input",
+        )
     for scheme, (activation, _) in SCHEMES.items():
         mine = scales[scales["scheme"] == scheme]
-        seed_band(ax, mine, "layer", "activation_std", label=scheme, color=COLORS[scheme])
+        seed_band(
+            ax,
+            mine,
+            "layer",
+            "activation_std",
+            label=scheme,
+            color=COLORS[scheme],
+            marker=MARKERS[scheme],
+            ms=5,
+        )
         if activation == "relu":  # theory: geometric from the first hidden layer
             growth = mine["predicted_growth"].mean()
-            layers = np.arange(1, mine["layer"].max() + 1)
+            layers = np.arange(1, last + 1)
             first = np.exp(np.log(mine[mine["layer"] == 1]["activation_std"]).mean())
             ax.plot(
                 layers,
@@ -429,47 +484,60 @@ def plot(out_dir):
     ax.set_yscale("log")
     ax.set_xticks(sorted(scales["layer"].unique()))
     ax.set(xlabel="layer (0 = input, then hidden layers)", ylabel="std of the layer's output")
-    seed_legend(ax, seeds)
+    seed_legend(ax, seeds, loc="upper left", bbox_to_anchor=(1.01, 1))
     save_figure(fig, out_dir / "activation_scale.png")
 
+    # One panel per scheme, every rate of the sweep in it: no scheme hides another.
     target = float(curves["target_accuracy"].iloc[0])
-    fig, (sweep_ax, curve_ax) = figure(
-        f"{CLAIM_ID}: SGD learning-rate sweep and test accuracy at the best rate",
-        ncols=2,
-        width=5.2,
-        height=4.4,
+    rates = sorted(curves["learning_rate"].unique())
+    shades = dict(zip(rates, ("#9ecae1", "#4292c6", "#08519c", "#08306b", "#041b3d"), strict=False))
+    fig, axes = figure(
+        f"{CLAIM_ID}: test accuracy per epoch, every learning rate of the SGD sweep",
+        ncols=3,
+        nrows=2,
+        width=4.6,
+        height=3.6,
     )
-    area = curves.groupby(["scheme", "learning_rate", "seed"])["test_accuracy"].mean()
-    for scheme in SCHEMES:
-        rates = sorted(curves["learning_rate"].unique())
-        stats = np.array([mean_interval(area[scheme][rate]) for rate in rates])
-        sweep_ax.plot(rates, stats[:, 0], marker="o", color=COLORS[scheme], label=scheme)
-        sweep_ax.fill_between(rates, stats[:, 1], stats[:, 2], color=COLORS[scheme], alpha=0.2)
-        mine = at_best_rate(curves, scheme)
-        reached = (per_seed(mine, np.max) >= target).sum()
-        seed_band(
-            curve_ax,
-            mine,
-            "epoch",
-            "test_accuracy",
-            label=f"{scheme} at {best_rate(curves, scheme):g}: reaches {target} in "
-            f"{reached}/{seeds} seeds",
+    for ax, scheme in zip(axes, SCHEMES, strict=False):
+        best = best_rate(curves, scheme)
+        for rate in rates:
+            mine = curves[(curves["scheme"] == scheme) & (curves["learning_rate"] == rate)]
+            seed_band(
+                ax,
+                mine,
+                "epoch",
+                "test_accuracy",
+                label=f"rate {rate:g}",
+                color=shades.get(rate),
+                lw=3 if rate == best else 1.3,
+                ls="-" if rate == best else "--",
+            )
+        area = per_seed(at_best_rate(curves, scheme), np.mean).mean()
+        ax.axhline(target, color="black", ls=":", lw=1.2)
+        ax.set_title(
+            f"{scheme}\nbest rate {best:g} (thick), area under curve {area:.2f}",
             color=COLORS[scheme],
         )
-    sweep_ax.set_xscale("log")
-    sweep_ax.set(
-        xlabel="SGD learning rate (with momentum)",
-        ylabel="test accuracy (fraction), mean over the epochs",
-        ylim=(0, 1),
-        title=f"mean and 95% t-interval over {seeds} seeds (colours as on the right)",
+        ax.set(ylim=(0, 1), xlabel="epoch", ylabel="test accuracy (fraction)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    legend_ax = axes[-1]
+    legend_ax.axis("off")
+    handles = [Line2D([], [], color=shades.get(rate), lw=2.5) for rate in rates]
+    labels = [f"rate {rate:g}" for rate in rates]
+    handles += [
+        Line2D([], [], color="grey", lw=3),
+        Line2D([], [], color="grey", lw=1.3, ls="--"),
+        Line2D([], [], color="black", ls=":", lw=1.2),
+    ]
+    labels += [
+        "thick: the scheme's best rate (judged)",
+        "thin dashed: its other rates",
+        f"target {target:g} (lecture rules: poor schemes\nnever reach it, sound ones do)",
+    ]
+    legend_ax.legend(
+        handles,
+        labels,
+        loc="center",
+        title=f"SGD learning rate; mean and 95% t-interval\nover {seeds} seeds",
     )
-    curve_ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target}")
-    curve_ax.xaxis.get_major_locator().set_params(integer=True)
-    curve_ax.set(
-        xlabel="epoch",
-        ylabel="test accuracy (fraction)",
-        ylim=(0, 1),
-        title=f"mean, min-max over {seeds} seeds",
-    )
-    curve_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     save_figure(fig, out_dir / "accuracy_curves.png")
