@@ -4,6 +4,7 @@ Slide "Exploding Gradients". The lecture multiplies a 4x4 matrix of standard nor
 entries by 100 more of them and gets entries of order 1e23-1e24: at that scale
 (variance 1) the product explodes, which is what happens to a gradient that passes
 through many badly scaled layers. NumPy only: no Keras.
+Notes, pilots and history: docs/claims/exploding-product.md.
 
 Design. Every seed draws `chains` independent products of 4x4 N(0, 1) matrices at once
 (one batched matmul per step, no loop over chains) and records the Frobenius norm's
