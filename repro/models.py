@@ -35,18 +35,25 @@ def mlp(
     output_activation=None,
     name: str = "mlp",
 ):
-    """Dense layers of the given widths; Keras' Dropout after each hidden layer if asked."""
+    """Dense layers of the given widths; Keras' Dropout after each hidden layer if asked.
+
+    The Dense layers are made first: each draws its initializer's seed from the global
+    stream when it is made, and so does each Dropout layer, so nets that differ only in
+    their dropout rate start from the same weights (paired comparisons need that).
+    """
+    dense = [
+        keras.layers.Dense(width, activation, kernel_initializer=fresh(kernel_initializer))
+        for width in hidden
+    ]
+    output = keras.layers.Dense(
+        outputs, activation=output_activation, kernel_initializer=fresh(kernel_initializer)
+    )
     layers = [keras.Input((input_dim,))]
-    for width in hidden:
-        initializer = fresh(kernel_initializer)
-        layers.append(keras.layers.Dense(width, activation, kernel_initializer=initializer))
+    for layer in dense:
+        layers.append(layer)
         if dropout_rate > 0:
             layers.append(keras.layers.Dropout(dropout_rate))
-    layers.append(
-        keras.layers.Dense(
-            outputs, activation=output_activation, kernel_initializer=fresh(kernel_initializer)
-        )
-    )
+    layers.append(output)
     return keras.Sequential(layers, name=name)
 
 

@@ -134,3 +134,12 @@ def test_data_sets_are_offline_and_keep_numpys_global_stream():
     assert x.shape == (160, 40) and x_test.shape == (40, 40) and set(y) <= set(range(10))
     x, y, x_test, y_test = digits()
     assert x.shape[1] == 64 and x.max() <= 1 and len(x) + len(x_test) == 1797
+
+
+def test_nets_that_differ_only_in_dropout_rate_start_from_the_same_weights():
+    seed_everything(3)
+    plain = mlp(12, 4, (16, 16))
+    seed_everything(3)
+    with_dropout = mlp(12, 4, (16, 16), dropout_rate=0.5)
+    for a, b in zip(weights(plain), weights(with_dropout), strict=True):
+        np.testing.assert_array_equal(a, b)
