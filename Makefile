@@ -71,6 +71,9 @@ $(RESULTS)/%/verdict.json: repro/claims/$$(subst -,_,$$*).py $(CLAIM_DEPS) $(BIN
 
 $(CLAIMS): %: $(RESULTS)/%/verdict.json
 
+# A claim that imports another module of the package depends on it too.
+$(RESULTS)/training-memory/verdict.json: repro/allocator.py
+
 report: $(BIN)/.installed ## rewrite results/README.md, report.html and the manifest
 	$(REPRO) report --out $(RESULTS) $(README_FLAG)
 
@@ -135,15 +138,16 @@ clean: ## remove the virtual environment and caches (results/ is kept: it is com
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # --- tuning ---
-# Network tuning (claim `tuning`): `repro tune` runs keras-tuner's searches, kept in
-# tuner-work/ so that an interrupted `make tune` resumes where it stopped. Its 24 searches
-# (3 tuners x 8 seeds) run as TUNING_SHARDS processes that `make -j` runs side by side; the
+# Network tuning (claim `tuning`, docs/tuning.md): `repro tune` runs keras-tuner's
+# searches, kept in tuner-work/ so that an interrupted `make tune` resumes where it stopped.
+# The searches (3 tuners per seed) run as TUNING_SHARDS processes that `make -j` runs side by
+# side, each taking whole seeds (seeds I, I+N, ...: a seed's data are generated once); the
 # claim itself then reloads the finished searches. A stamp records each finished shard of a
 # work directory and its wall seconds (for make bench). `make tune-distributed` runs one
 # chief oracle and WORKERS worker processes on loopback, on ports TUNER_PORT and up.
-# One shard per core (searches i, i+N, ...): each shard process pays about 10 s for
-# importing TensorFlow and generating the data, so shards beyond the cores only add that.
-# Which process runs a search does not change its trials.
+# One shard per core: each shard process pays about 5 s for importing TensorFlow and
+# keras-tuner, so shards beyond the cores only add that. Which process runs a search does
+# not change its trials.
 TUNING_SHARDS := $(CORES)
 TUNER_WORK := $(or $(REPRO_TUNER_WORK),tuner-work)
 TUNING_STAMPS := $(foreach i,$(shell seq $(TUNING_SHARDS)),\
@@ -160,7 +164,7 @@ $(TUNER_WORK)/shards/$(PROFILE)-offset$(SEED_OFFSET)/%-of-$(TUNING_SHARDS): \
 	  $(REPRO) tune --shard $*/$(TUNING_SHARDS) --profile $(PROFILE) --seed-offset $(SEED_OFFSET) \
 	  && mkdir -p $(@D) && echo $$(( $$(date +%s) - start )) > $@
 
-tune: $(RESULTS)/tuning/verdict.json ## tuning claim: RandomSearch, Hyperband, Bayesian (rerun resumes)
+tune: $(RESULTS)/tuning/verdict.json ## tuning claim: random search, Hyperband, Bayesian (rerun resumes)
 
 tune-distributed: $(BIN)/.installed ## the same searches in keras-tuner's distributed mode
 	$(REPRO) tune --distributed --workers $(WORKERS) --port $(TUNER_PORT) \

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 import platform
@@ -187,8 +188,17 @@ def code_digest(paths) -> str:
 
 
 def claim_code(claim) -> list[Path]:
-    """The claim's module and the core modules its numbers depend on."""
-    return [Path(claim.__file__), *(PACKAGE / name for name in CORE_MODULES)]
+    """The claim's module, the core modules its numbers depend on, and any other module of
+    the package the claim imports from (repro/allocator.py, repro/search.py)."""
+    core = [PACKAGE / name for name in CORE_MODULES]
+    used = set()
+    for value in vars(claim).values():
+        name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        if isinstance(name, str) and name.startswith("repro."):
+            path = PACKAGE / f"{name.removeprefix('repro.')}.py"
+            if path.exists():
+                used.add(path)
+    return [Path(claim.__file__), *core, *sorted(used - set(core))]
 
 
 def git_commit() -> str:
