@@ -225,7 +225,7 @@ def start(model, seed: int):
     return model
 
 
-def head_index(starts=STARTS, lambdas=()) -> pd.DataFrame:
+def head_index(starts, lambdas) -> pd.DataFrame:
     """Which (start, lambda) each output column of `decay_model` is."""
     return pd.DataFrame([(s, lam) for s in starts for lam in lambdas], columns=["start", "lam"])
 
