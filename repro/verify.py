@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from repro import UsageError, claims
+from repro.check import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE
 from repro.records import identity
 from repro.rules import CONFIDENCE, t_quantile
 
@@ -35,7 +36,6 @@ OTHER_MACHINE = (
     "within a two-sample test's acceptance region at 5% per claim, exact rules within "
     "their tolerance)"
 )
-EXACT_RELATIVE_TOLERANCE = 1e-9  # an exact rule with no stated tolerance: equal but for rounding
 
 
 def record(root: Path, claim_id: str, name: str) -> dict | None:
@@ -60,6 +60,8 @@ def standard_error(rule: dict) -> float:
 
 def welch_limit(old: dict, new: dict, tests: int) -> float:
     """The largest |new - old| that Welch's test accepts at 5% / `tests` (two-sided)."""
+    if min(old["seeds"], new["seeds"]) < 2:
+        return math.inf  # one seed has no spread to test against: nothing to compare
     se_old, se_new = standard_error(old), standard_error(new)
     variance = se_old**2 + se_new**2
     if variance == 0:
@@ -79,7 +81,9 @@ def statistic_agrees(old: dict, new: dict, tests: int) -> tuple[bool, str]:
         return both, "no measurement in both" if both else "NaN in one run only"
     difference = new["measured"] - old["measured"]
     if old["low"] is None or new["low"] is None:
-        limit = max(old.get("tolerance", 0.0), EXACT_RELATIVE_TOLERANCE * abs(old["measured"]))
+        # With no stated tolerance, equal but for the rounding `repro check` allows.
+        rounding = max(RELATIVE_TOLERANCE * abs(old["measured"]), ABSOLUTE_TOLERANCE)
+        limit = max(old.get("tolerance", 0.0), rounding)
         return abs(difference) <= limit, f"{difference:+.3g} (exact rule, tolerance {limit:.3g})"
     limit = welch_limit(old, new, tests)
     return abs(difference) <= limit, f"{difference:+.3g} (Welch limit {limit:.3g})"

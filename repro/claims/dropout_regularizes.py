@@ -216,6 +216,8 @@ def run(config: Config, seeds, out_dir):
 def paired(table: pd.DataFrame) -> pd.DataFrame:
     """Per seed: the gap at p = 0, the gap change at the lecture's rate, and the
     validation-chosen rate with its test gain over p = 0."""
+    # Rates are settings, written as floats: rounded, a last-bit difference cannot hide one.
+    table = table.assign(dropout_rate=table["dropout_rate"].round(9))
     table = table.sort_values(["seed", "dropout_rate"], kind="stable")
     by_rate = table.set_index(["dropout_rate", "seed"])
     baseline, lecture = by_rate.loc[0.0], by_rate.loc[LECTURE_RATE]
