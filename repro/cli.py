@@ -157,9 +157,29 @@ def cmd_backends(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from repro.search import tune
+    """`repro tune`: the tuning claim's searches and then its results, one shard of the
+    searches (no results), or keras-tuner's distributed mode (repro/distributed.py)."""
+    claim = claims.get("tuning")  # handed to the search machinery, which knows no claim
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if not 1024 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 1024 and 65535, got {args.port}")
+    shard, _, shards = (args.shard or "1/1").partition("/")
+    if not (shard.isdigit() and shards.isdigit() and 1 <= int(shard) <= int(shards)):
+        raise UsageError(f"--shard must look like I/N with 1 <= I <= N, got {args.shard!r}")
+    config = override(claim.PROFILES[args.profile], args.settings)
+    seeds = choose_seeds(claim.SEEDS[args.profile], args.seeds, args.seed_offset)
+    if args.distributed or args.role:
+        from repro import distributed
 
-    return tune(args)
+        return distributed.main(claim, config, seeds, args)
+    if args.shard:
+        from repro.search import search_shard
+
+        search_shard(claim, config, seeds, int(shard), int(shards))
+        return 0
+    print(run_claim(claim, args.profile, seeds, args.out, config).describe())
+    return 0
 
 
 def build_parser() -> Parser:
@@ -213,9 +233,16 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_backends)
 
     p = sub.add_parser("tune", help="the tuning claim's searches: all, a shard, or distributed")
-    from repro.search import add_arguments as add_tune_arguments
-
-    add_tune_arguments(p)
+    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+    p.add_argument("--seeds", help="e.g. 0-4 (default: the profile's seeds)")
+    p.add_argument("--seed-offset", type=int, default=0, metavar="N", help="shift the seeds")
+    p.add_argument("--shard", help="I/N: run the searches of seeds I, I+N, ... only, no results")
+    p.add_argument("--distributed", action="store_true", help="keras-tuner's chief and workers")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (distributed)")
+    p.add_argument("--port", type=int, default=8470, help="first port (distributed)")
+    p.add_argument("--role", action="store_true", help="one process of a distributed search")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="write README.md, report.html and the manifest")

@@ -1,47 +1,38 @@
-"""The search machinery behind the tuning claim: keras-tuner's tuners made deterministic,
-resumable, shardable and distributable, their trials as tidy rows, and `repro tune`.
+"""keras-tuner searches for any claim: deterministic, resumable, split into shards, their
+trials as tidy rows. The distributed launch is repro/distributed.py; what is searched and
+how it is judged is the claim's (repro/claims/tuning.py), which the CLI hands in.
 
-The claim (repro/claims/tuning.py) says what is searched and how it is judged; this module
-says how a search runs. It works on any claim module that provides `Config`, `PROFILES`,
-`SEEDS`, `tuner(name, config, seed)` and `search_kwargs(config)`.
+keras-tuner is used only through its documented extension points: a `HyperModel` (the
+claim's), a `Tuner` subclass overriding `run_trial`, `save_model`, `load_model` and the
+`on_trial_end` hook, `Oracle` subclasses overriding `populate_space`, `create_trial` and
+`end_trial` (the overrides its `synchronized` decorator documents), and public attributes
+read, never written.
 
 - Seeds: keras-tuner reads a seed of 0 as "choose one at random", and consecutive seeds
-  draw shifted copies of the same random values, so a search hands it `keras_tuner_seed`.
-  Each tuner gets its own stream (the tuner's index in the stream), so RandomSearch and
-  the Bayesian oracle's random start do not propose the same first trials. The tuner seeds
-  neither initialization nor data order, so every trial seeds both from `trial_seed`: the
-  same configuration trains identically in whichever process runs it.
-- Resume: search directories are working state under tuner-work/ (or $REPRO_TUNER_WORK),
-  keyed by a digest of the config and of the code (not its docstrings or comments, so
-  editing prose keeps finished searches). Rerunning a command reloads them:
-  finished trials are not rerun, the interrupted one is rerun from scratch. The stock
-  Bayesian oracle restarts its random generator on reload, so here it is reseeded from the
-  number of trials so far and a resumed search proposes what an uninterrupted one would.
-- Speed: the Bayesian oracle proposes by keras-tuner's method, but differentiates its
-  acquisition with one batched call of the Gaussian process instead of scipy's one point
-  at a time (a tenth of the time; the proposals agree to about 1e-4).
-- Ties: the best trial is the one with the highest score, the earliest on a tie, because
-  keras-tuner's own ranking keeps ties in load order, which differs after a resume.
-- Distributed mode: keras-tuner's chief oracle and workers, switched on by
-  KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT. Each search is
-  one distributed search on its own port, the base port + its index. The chief's gRPC loop
-  runs here (with keras-tuner's OracleServicer) rather than in `tuner.search()`, whose
-  chief polls every 20 seconds and never stops its server.
-- Output: keras-tuner's prints and warnings go to `<search directory>/<tuner>.log`; the
-  terminal gets one progress bar per search.
+  draw shifted copies of the same random values, so a search hands it `keras_tuner_seed`,
+  apart for each tuner. The tuner seeds neither initialization nor data order, so a trial
+  seeds both from `trial_seed`: a configuration trains the same way in any process.
+- Trials: the claim's HyperModel builds and fits (through repro.models.fit); the trial's
+  kept weights are saved once, when it ends, by `save_model`. A Hyperband round continues
+  the trial named by the oracle's `tuner/trial_id` from those weights.
+- Resume: keras-tuner writes its JSON files in place, one after another. After every
+  trial (and when a search is opened) they are copied, together, into one state file
+  written atomically beside the project; before keras-tuner reads a project, its files are
+  rewritten from that state. A kill at any point therefore resumes from the last ended
+  trial, as if the kill had come just after it. See docs/tuning.md.
+- The Bayesian tuner is `GaussianProcessOracle`: keras-tuner's method (a Gaussian process
+  on the trials so far, the lowest lower confidence bound proposed) with a batched search
+  of the bound, its random draws seeded by the seed and the trial count.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
 import os
-import socket
-import subprocess
-import sys
+import tempfile
 import time
 import warnings
 import zlib
@@ -49,16 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
-from repro import UsageError
-from repro.backend import seed_everything
-from repro.figures import save_figure
-from repro.records import atomic_path, code_text, progress
-from repro.rules import mean_interval
-from repro.runner import choose_seeds, override, run_claim
+from repro import NUMERICS_ENVIRONMENT
+from repro.backend import load
+from repro.records import code_text, progress, versions, write_text
+
+keras_tuner = load("keras_tuner")  # imports Keras quietly: import this module lazily
 
 OBJECTIVE = "val_accuracy"
 TUNER_STREAMS = ("random", "hyperband", "bayesian")  # a tuner's index is its seed stream
-METRICS = (OBJECTIVE, "epochs_run", "wall_seconds")  # what `fit_trial` reports of a trial
+COMPLETED, RUNNING, IDLE, STOPPED = "COMPLETED", "RUNNING", "IDLE", "STOPPED"
 
 
 # ------------------------------------------------------------------------------ seeds
@@ -66,7 +56,7 @@ METRICS = (OBJECTIVE, "epochs_run", "wall_seconds")  # what `fit_trial` reports 
 
 def keras_tuner_seed(seed: int, name: str = "random") -> int:
     """The seed a search hands keras-tuner: positive, far from the next seed's, and apart
-    for each tuner (its values walk a counter that starts at the seed, one per value)."""
+    for each tuner (keras-tuner's values walk a counter that starts at the seed)."""
     return 1 + seed * 100_003 + TUNER_STREAMS.index(name) * 10_007
 
 
@@ -77,10 +67,8 @@ def trial_seed(search_seed: int, values: dict) -> int:
 
 
 def log_fit(values: dict, seconds: float) -> None:
-    """One JSON line per finished fit in $REPRO_TUNER_FIT_LOG, if set: who trained what.
-
-    Tests use it to prove that a resumed or distributed search trains each trial once.
-    """
+    """One JSON line per trained trial in $REPRO_TUNER_FIT_LOG, if set: who trained what.
+    Tests use it to show that a resumed or distributed search trains each trial once."""
     path = os.environ.get("REPRO_TUNER_FIT_LOG")
     if path:
         record = {"tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "local"), "values": values}
@@ -88,224 +76,315 @@ def log_fit(values: dict, seconds: float) -> None:
             log.write(json.dumps(record | {"seconds": round(seconds, 3)}, sort_keys=True) + "\n")
 
 
-# ------------------------------------------------------------------------ the tuners
-
-
-def quick_predict_gpr_class():
-    from scipy.linalg import solve_triangular
-    from sklearn.gaussian_process import GaussianProcessRegressor
-
-    class QuickPredictGPR(GaussianProcessRegressor):
-        """scikit-learn's Gaussian process whose fitted predict(x, return_std=True) skips
-        scikit-learn's input checks, and otherwise does the same arithmetic (tested equal).
-
-        The Bayesian oracle below calls it a few thousand times per proposal, and the
-        checks took 85% of each call.
-        """
-
-        def predict(self, X, return_std=False, return_cov=False):
-            if not return_std or return_cov or not hasattr(self, "X_train_"):
-                return super().predict(X, return_std=return_std, return_cov=return_cov)
-            k = self.kernel_(X, self.X_train_)
-            mean = self._y_train_std * (k @ self.alpha_) + self._y_train_mean
-            v = solve_triangular(self.L_, k.T, lower=True, check_finite=False)
-            variance = self.kernel_.diag(X) - np.einsum("ij,ji->i", v.T, v)
-            return mean, np.sqrt(np.maximum(variance, 0.0) * self._y_train_std**2)
-
-    return QuickPredictGPR
-
-
-def bayesian_oracle_class():
-    import keras_tuner
-    from keras_tuner.src.engine.trial import TrialStatus
-    from scipy.optimize import minimize
-
-    class ResumableBayesianOracle(keras_tuner.oracles.BayesianOptimizationOracle):
-        """keras-tuner's Bayesian oracle, proposing by the same method, resumably and with
-        the bound's gradient computed in one call of the Gaussian process.
-
-        The method (keras-tuner's): fit the Gaussian process to the trials so far, then
-        minimize its lower confidence bound on the sign-flipped score, mean - beta x std,
-        by L-BFGS-B from 50 starting points drawn uniformly in the unit cube; the lowest
-        end point is the proposal. keras-tuner hands scipy the bound alone, which scipy
-        differentiates by forward differences one shifted point at a time: about 45,000
-        single-point predictions and 4 to 9 s per proposal. Here the point and its shifted
-        copies, with scipy's step sizes, go through the process as one batch (under 1 s).
-        """
-
-        def populate_space(self, trial_id):
-            # The stock oracle restarts its generator on reload; seeded by the trial count,
-            # a resumed search draws the starting points an uninterrupted one would.
-            self._random_state = np.random.RandomState(self.seed + len(self.trials))
-            completed = [t for t in self.trials.values() if t.status == TrialStatus.COMPLETED]
-            initial = self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)
-            if len(completed) < initial:
-                return self._random_populate_space()
-            x, y = (np.nan_to_num(a, posinf=0, neginf=0) for a in self._vectorize_trials())
-            self.gpr.fit(x, y)
-            bounds = self._get_hp_bounds().astype(float)
-            starts = self._random_state.uniform(bounds[:, 0], bounds[:, 1], (50, len(bounds)))
-            ends = [
-                minimize(self.bound_and_gradient, start, jac=True, bounds=bounds, method="L-BFGS-B")
-                for start in starts
-            ]
-            best = min(ends, key=lambda end: end.fun)  # the first on a tie, as keras-tuner's
-            return {"status": TrialStatus.RUNNING, "values": self._vector_to_values(best.x)}
-
-        def bound_and_gradient(self, x):
-            """mean - beta x std at x, and its forward-difference gradient (scipy's steps,
-            taken backwards where a forward step would leave the unit cube)."""
-            step = np.sqrt(np.finfo(float).eps) * np.maximum(1.0, np.abs(x))
-            step = np.where(x + step > 1.0, -step, step)
-            step = (x + step) - x  # the step as represented in floating point
-            mean, std = self.gpr.predict(np.vstack([x, x + np.diag(step)]), return_std=True)
-            bound = mean - self.beta * std
-            return bound[0], (bound[1:] - bound[0]) / step
-
-        def _make_gpr(self):
-            stock = super()._make_gpr()
-            return quick_predict_gpr_class()(**stock.get_params(deep=False))
-
-    return ResumableBayesianOracle
-
-
-def hyperband_sweep_trials(max_epochs: int, factor: int) -> int:
-    """How many trials one Hyperband sweep runs (keras-tuner's bracket sizes)."""
-    import keras_tuner
-
-    oracle = keras_tuner.oracles.HyperbandOracle(OBJECTIVE, max_epochs=max_epochs, factor=factor)
-    return sum(
-        oracle._get_size(bracket, round_num)
-        for bracket in range(oracle._get_num_brackets())
-        for round_num in range(bracket + 1)
-    )
+# ------------------------------------------------------------- where searches live
 
 
 def work_root() -> Path:
     return Path(os.environ.get("REPRO_TUNER_WORK", "tuner-work"))
 
 
-# Every module a trial runs, besides the claim's: the numeric settings, the seeding, the
-# data and the batches. Read once: a search started by this process stays in one directory
-# even if the code is edited while it runs.
+# What a trial's numbers depend on besides the claim: the modules it runs, the versions of
+# the packages that compute it, the numerics settings. Read once, so that a search started
+# by this process stays in one directory even if the code is edited while it runs.
 SEARCH_MODULES = ("__init__.py", "backend.py", "data.py", "models.py", "search.py")
 CODE = {path: code_text(path) for path in (Path(__file__).with_name(m) for m in SEARCH_MODULES)}
+KEY_PACKAGES = ("python", "tensorflow", "tensorflow-cpu", "keras", "keras-tuner", "numpy")
+KEY_PACKAGES += ("scipy", "scikit-learn", "mnist1d", "jax", "jaxlib")
+
+
+def search_key() -> dict:
+    packages = versions()
+    if os.environ.get("KERAS_BACKEND") != "jax":  # JAX computes nothing on TensorFlow
+        packages.pop("jax", None), packages.pop("jaxlib", None)
+    numerics = {name: os.environ.get(name) for name in NUMERICS_ENVIRONMENT}
+    return {"versions": {k: v for k, v in packages.items() if k in KEY_PACKAGES}} | numerics
 
 
 def search_dir(claim_id: str, claim_file: Path, config, seed: int) -> Path:
-    """Where one seed's searches live: keyed by the config and by the code that runs them
-    (docstrings, comments and layout aside)."""
+    """Where one seed's searches live, keyed by the config, the code that runs them
+    (docstrings, comments and layout aside) and the versions and settings in `search_key`."""
     if claim_file not in CODE:
         CODE[claim_file] = code_text(claim_file)
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True).encode()
+    key = {"config": dataclasses.asdict(config)} | search_key()
+    text = json.dumps(key, sort_keys=True).encode()
     digest = hashlib.sha256(text + b"".join(CODE.values())).hexdigest()[:12]
     return work_root() / f"{claim_id}-{digest}" / f"seed{seed}"
 
 
-def make_tuner(name: str, hypermodel, config, seed: int, directory: Path):
-    """A keras-tuner tuner on `directory`/`name`, reloaded if it exists.
+# ------------------------------------------------------------ committed state
 
-    RandomSearch and the Bayesian oracle get `config.trials` trials (the oracle's first
-    `config.bayesian_initial_points` are random); Hyperband gets one sweep up to
-    `config.max_epochs` with `config.hyperband_factor`.
+
+def state_file(project: Path) -> Path:
+    return Path(project).with_suffix(".state.json")  # beside the project, not in it
+
+
+def commit(project: Path) -> None:
+    """Copy every JSON file keras-tuner keeps in `project` into its state file, atomically
+    (a file being written just then, such as a distributed worker's own, is left out)."""
+    project, files = Path(project), {}
+    for path in sorted(Path(project).rglob("*.json")):
+        text = path.read_text()
+        if parses(text):
+            files[str(path.relative_to(project))] = text
+    write_text(state_file(project), json.dumps(files, sort_keys=True))
+
+
+def restore(project: Path) -> None:
+    """Rewrite keras-tuner's files in `project` from its last committed state: a trial's
+    file not committed is removed (the trial is proposed again), and so is any other file
+    that a kill left unreadable."""
+    project, state = Path(project), state_file(project)
+    committed = json.loads(state.read_text()) if state.exists() else {}
+    for path in project.rglob("*.json") if project.is_dir() else ():
+        name = str(path.relative_to(project))
+        if name not in committed and (path.parent != project or not parses(path.read_text())):
+            path.unlink()
+    for name, text in committed.items():
+        path = project / name
+        if not (path.exists() and path.read_text() == text):
+            write_text(path, text)
+
+
+def parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------- the tuner
+
+
+class SearchTuner(keras_tuner.Tuner):
+    """keras-tuner's Tuner whose trial is: build the claim's model, continue a Hyperband
+    round from its parent's weights, fit it with the claim's `fit`, save the weights kept.
+
+    `fit` returns the trial's metrics (a dict with the objective). The kept weights are
+    saved once, when the trial ends, to a temporary file renamed into place.
     """
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    with keras_tuner_output(Path(directory) / f"{name}.log"):  # "Reloading Tuner from ..."
-        tuner = _make_tuner(name, hypermodel, config, seed, directory)
-    # Three windows in which a kill leaves keras-tuner's files disagreeing. The tuner's
-    # own file, which makes keras-tuner reload a project, is first written after the first
-    # trial has ended: the oracle's file is reloaded without it. A new trial's file is
-    # written just before the oracle's: a trial the oracle never recorded is forgotten, so
-    # that it is proposed again as an uninterrupted search would. An ended trial is saved
-    # before the oracle forgets it as ongoing: a finished trial is not queued to run again.
-    oracle = tuner.oracle
-    if hasattr(oracle, "_retry_queue"):  # a distributed worker's oracle is only a client
-        if not oracle.trials and (Path(tuner.project_dir) / "oracle.json").exists():
-            oracle.reload()
-        for trial_id in set(oracle.trials) - set(oracle.start_order):
-            del oracle.trials[trial_id]
-        oracle._retry_queue = [
-            trial_id
-            for trial_id in oracle._retry_queue
-            if oracle.trials[trial_id].status != "COMPLETED"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bar = None  # a progress bar that counts ended trials, if set
+        self.poll_seconds = 0.05 if is_worker() else 0.0  # how often a worker asks the chief
+
+    def run_trial(self, trial, *args, **kwargs):
+        kwargs.pop("verbose", None)  # for keras-tuner's display (kept off), not for `fit`
+        hp = trial.hyperparameters
+        started = time.perf_counter(), time.process_time()
+        model = self.hypermodel.build(hp)
+        if "tuner/epochs" in hp.values:  # Hyperband: its budget for this round
+            kwargs["epochs"] = hp.values["tuner/epochs"] - hp.values["tuner/initial_epoch"]
+        if "tuner/trial_id" in hp.values:  # a later round: continue the parent's training
+            model.load_weights(self.checkpoint(hp.values["tuner/trial_id"]))
+        metrics = self.hypermodel.fit(hp, model, *args, **kwargs)
+        self.save_model(trial.trial_id, model)
+        seconds = time.perf_counter() - started[0]
+        log_fit(hp.values, seconds)
+        return metrics | {"wall_seconds": seconds, "cpu_seconds": time.process_time() - started[1]}
+
+    def checkpoint(self, trial_id: str) -> Path:
+        return Path(self.get_trial_dir(trial_id)) / "kept.weights.h5"
+
+    def save_model(self, trial_id, model, step=0):
+        path = self.checkpoint(trial_id)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".weights.h5")
+        os.close(handle)
+        try:
+            model.save_weights(tmp)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def load_model(self, trial):
+        model = self.hypermodel.build(trial.hyperparameters)
+        model.load_weights(self.checkpoint(trial.trial_id))
+        return model
+
+    def pre_create_trial(self):
+        time.sleep(self.poll_seconds)  # a worker told IDLE asks again, not at once
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        if self.bar is not None:
+            self.bar.update(1)
+
+
+def is_chief() -> bool:
+    """keras-tuner's rule: a process whose KERASTUNER_TUNER_ID contains "chief"."""
+    return "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
+
+
+def is_worker() -> bool:
+    """A distributed worker: its oracle is the chief's, asked over gRPC."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and not is_chief()
+
+
+# ------------------------------------------------------------------ the oracles
+
+
+class Committing:
+    """Mixed into an oracle: commits the search's state in `project` after every ended
+    trial, and, in a distributed search, tells no worker to stop before `workers` workers
+    have asked for a trial (a worker still busy with the previous search would otherwise
+    find this search's chief gone)."""
+
+    def __init__(self, *args, project: Path, workers: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.project, self.workers, self.seen = Path(project), workers, set()
+
+    @keras_tuner.synchronized
+    def create_trial(self, tuner_id):
+        self.seen.add(tuner_id)
+        trial = super().create_trial(tuner_id)
+        if trial.status == STOPPED and len(self.seen) < self.workers:
+            trial.status = IDLE  # the search is done; wait for the workers not seen yet
+        return trial
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        super().end_trial(trial)  # saves the oracle, then forgets the trial as ongoing...
+        self.save()  # ...so it is saved again: the trial must not look interrupted
+        commit(self.project)
+
+
+class RandomOracle(Committing, keras_tuner.oracles.RandomSearchOracle):
+    pass
+
+
+class HyperbandOracle(Committing, keras_tuner.oracles.HyperbandOracle):
+    pass
+
+
+class GaussianProcessOracle(Committing, keras_tuner.Oracle):
+    """Bayesian optimization as keras-tuner's BayesianOptimizationOracle does it, through
+    public parts only: its first `num_initial_points` trials are random; then a Gaussian
+    process (keras-tuner's: Matern 5/2, normalized scores, noise `alpha`, 20 restarts) is
+    fitted to the trials' points in the unit cube, and the point with the lowest lower
+    confidence bound on the sign-flipped score, mean - beta x std, is proposed.
+
+    The bound is searched in batches rather than by 50 L-BFGS runs: `candidates` random
+    points in one call of the process, then `rounds` of local refinement around the best
+    few, each round one call. Ongoing trials (distributed search) count with a pessimistic
+    score, mean + std, as in keras-tuner. Every draw comes from a generator seeded by the
+    seed and the number of trials so far, so a resumed search proposes what an
+    uninterrupted one would.
+    """
+
+    def __init__(
+        self, num_initial_points: int, alpha=1e-4, beta=2.6, candidates=2000, rounds=4, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.num_initial_points, self.alpha, self.beta = num_initial_points, alpha, beta
+        self.candidates, self.rounds = candidates, rounds
+
+    def populate_space(self, trial_id):
+        rng = np.random.default_rng([self.seed, len(self.trials)])
+        space = self.hyperparameters.space
+        completed = [t for t in self.trials.values() if t.status == COMPLETED]
+        if len(completed) < self.num_initial_points:
+            return {"status": RUNNING, "values": self.values(rng.random(len(space)))}
+        sign = -1.0 if self.objective.direction == "max" else 1.0  # minimize
+        x = np.array([self.vector(t.hyperparameters) for t in completed])
+        y = sign * np.array([t.score for t in completed], dtype=float)
+        gpr = self.gaussian_process().fit(x, np.nan_to_num(y, posinf=0, neginf=0))
+        ongoing = [self.vector(t.hyperparameters) for t in self.ongoing_trials.values()]
+        if ongoing:
+            mean, std = gpr.predict(np.array(ongoing), return_std=True)
+            x, y = np.vstack([x, ongoing]), np.concatenate([y, mean + std])
+            gpr = self.gaussian_process().fit(x, y)
+        return {"status": RUNNING, "values": self.values(self.lowest_bound(gpr, rng, x.shape[1]))}
+
+    def gaussian_process(self):
+        from sklearn.gaussian_process import GaussianProcessRegressor, kernels
+
+        return GaussianProcessRegressor(
+            kernels.Matern(nu=2.5),
+            alpha=self.alpha,
+            normalize_y=True,
+            n_restarts_optimizer=20,
+            random_state=self.seed,
+        )
+
+    def lowest_bound(self, gpr, rng, dimensions: int) -> np.ndarray:
+        """The point of the unit cube with the lowest bound found: random candidates, then
+        Gaussian steps around the 5 best, a quarter as long each round."""
+
+        def bound(points):
+            mean, std = gpr.predict(points, return_std=True)
+            return mean - self.beta * std
+
+        points = rng.random((self.candidates, dimensions))
+        scores = bound(points)
+        scale = 0.1
+        for _ in range(self.rounds):
+            best = points[np.argsort(scores, kind="stable")[:5]]
+            steps = rng.normal(0.0, scale, (5, self.candidates // 5, dimensions))
+            tried = np.clip(best[:, None, :] + steps, 0.0, 1.0).reshape(-1, dimensions)
+            points, scores = np.vstack([best, tried]), np.concatenate([bound(best), bound(tried)])
+            scale /= 4
+        return points[np.argmin(scores)]
+
+    def vector(self, hyperparameters) -> list[float]:
+        """A trial's values as a point of the unit cube; an inactive one at its default."""
+        values = hyperparameters.values
+        return [
+            hp.value_to_prob(values.get(hp.name, hp.default)) for hp in self.hyperparameters.space
         ]
-    # keras-tuner imports tensorboard before every trial only to patch TensorBoard
-    # callbacks; there are none here, and tensorflow-cpu no longer installs tensorboard.
-    tuner._configure_tensorboard_dir = lambda callbacks, trial, execution=0: None
-    return tuner
+
+    def values(self, vector) -> dict:
+        """The values at a point of the unit cube, the inactive ones left out."""
+        hps = keras_tuner.HyperParameters()
+        for hp, prob in zip(self.hyperparameters.space, vector, strict=True):
+            hps.merge([hp])
+            if hps.is_active(hp):
+                hps.values[hp.name] = hp.prob_to_value(prob)
+        return hps.values
 
 
-def _save_json_atomically(path, obj):
-    """keras-tuner's save_json through a temporary file and a rename: a process killed
-    while saving leaves the previous file, never an empty one that cannot be reloaded."""
-    text = json.dumps(obj)
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(text)
-    return text
+# ------------------------------------------------------------------- a search
 
 
-@functools.cache  # one class, however many tuners are made
-def checkpoint_when_trained_class():
-    from keras_tuner.src.engine import tuner_utils
-
-    class CheckpointWhenTrained(tuner_utils.SaveBestEpoch):
-        """keras-tuner's checkpoint of a trial, saved once when training ends rather than at
-        every epoch that improves the score (a save costs 0.05 s, an eighth of a trial).
-
-        keras-tuner adds it after the fit's own callbacks, so it saves the weights that
-        EarlyStopping restored: the very model the trial is scored on, which is also what
-        a Hyperband trial continued from this one starts from.
-        """
-
-        def on_epoch_end(self, epoch, logs=None):
-            pass
-
-        def on_train_end(self, logs=None):
-            self._save_model()
-
-    return CheckpointWhenTrained
+ORACLES = {"random": RandomOracle, "hyperband": HyperbandOracle, "bayesian": GaussianProcessOracle}
 
 
-def _make_tuner(name: str, hypermodel, config, seed: int, directory: Path):
-    import keras_tuner
-    from keras_tuner.src import utils
-    from keras_tuner.src.engine import tuner_utils
+def make_tuner(name: str, hypermodel, directory: Path, seed: int, workers: int = 1, **budget):
+    """One search on `directory`/`name`, resumed from its committed state if it has one.
 
-    utils.save_json = _save_json_atomically
-    tuner_utils.SaveBestEpoch = checkpoint_when_trained_class()
-
+    `budget` goes to the tuner's oracle: `max_trials` for random search and the Bayesian
+    oracle (and its `num_initial_points`); `max_epochs`, `factor` and
+    `hyperband_iterations` for Hyperband.
+    """
+    project = Path(directory) / name
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
-    where = {"directory": str(directory), "project_name": name}
-    search_seed = keras_tuner_seed(seed, name)
-    if name == "random":
-        tuner = keras_tuner.RandomSearch(
-            hypermodel, objective=objective, max_trials=config.trials, seed=search_seed, **where
+    oracle = ORACLES[name](
+        objective=objective,
+        seed=keras_tuner_seed(seed, name),
+        project=project,
+        workers=workers,
+        **budget,
+    )
+    worker = is_worker()
+    if not worker:  # the chief, or a search of one process, owns the files
+        restore(project)
+    with keras_tuner_output(project.with_suffix(".log")):  # "Reloading Tuner from ..."
+        tuner = SearchTuner(
+            oracle=oracle, hypermodel=hypermodel, directory=str(directory), project_name=name
         )
-    elif name == "bayesian":
-        oracle = bayesian_oracle_class()(
-            objective=objective,
-            max_trials=config.trials,
-            num_initial_points=config.bayesian_initial_points,
-            seed=search_seed,
-        )
-        tuner = keras_tuner.Tuner(oracle=oracle, hypermodel=hypermodel, **where)
-    else:
-        tuner = keras_tuner.Hyperband(
-            hypermodel,
-            objective=objective,
-            max_epochs=config.max_epochs,
-            factor=config.hyperband_factor,
-            hyperband_iterations=1,
-            seed=search_seed,
-            **where,
-        )
-        tuner.oracle.max_trials = hyperband_sweep_trials(config.max_epochs, config.hyperband_factor)
+        if not worker and not tuner.oracle.trials and state_file(project).exists():
+            tuner.oracle.reload()  # keras-tuner reloads only where it finds this tuner's file
+    tuner.save()
+    if not worker:
+        commit(project)
     return tuner
 
 
 @contextlib.contextmanager
 def keras_tuner_output(log_path: Path):
     """What keras-tuner prints or warns inside the block is appended to `log_path`."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log, warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = lambda message, category, filename, lineno, *_: log.write(
@@ -315,96 +394,37 @@ def keras_tuner_output(log_path: Path):
             yield
 
 
-def run_search(tuner, kwargs: dict, desc: str) -> None:
-    """Run the tuner's search to its budget (resuming it), with one progress bar; what
-    keras-tuner prints or warns goes to a log file beside the search's directory."""
-    # A distributed worker's oracle is a client of the chief's: it knows no trials.
-    trials = getattr(tuner.oracle, "trials", {})
-    done = sum(trial.status == "COMPLETED" for trial in trials.values())
-    bar = progress(None, desc, initial=done, total=getattr(tuner.oracle, "max_trials", None))
-    end_trial = tuner.on_trial_end
+def run_search(tuner, kwargs: dict, desc: str, total: int | None = None) -> None:
+    """Run the tuner's search to its budget (resuming it), with one progress bar."""
+    done = sum(t.status == COMPLETED for t in tuner_trials(tuner).values())
+    with progress(None, desc, initial=done, total=total) as tuner.bar:
+        with keras_tuner_output(Path(tuner.project_dir).with_suffix(".log")):
+            tuner.search(**kwargs, verbose=0)
+    tuner.bar = None
 
-    def on_trial_end(trial):
-        end_trial(trial)
-        bar.update(1)
 
-    tuner.on_trial_end = on_trial_end
-    with keras_tuner_output(Path(tuner.project_dir).with_suffix(".log")):
-        tuner.search(**kwargs)
-    bar.close()
+def tuner_trials(tuner) -> dict:
+    """The oracle's trials; none for a distributed worker, whose oracle is the chief's."""
+    return tuner.oracle.trials if isinstance(tuner.oracle, keras_tuner.Oracle) else {}
 
 
 def searches(config, seeds) -> list[tuple[int, str]]:
-    """Every (seed, tuner) search in the order all processes run them."""
+    """Every (seed, tuner) search, in the order every process runs them."""
     return [(seed, name) for seed in seeds for name in config.tuners]
 
 
 def search_shard(claim, config, seeds, shard: int, shards: int) -> None:
-    """Run every `shards`-th search, starting with number `shard` (1-based), to its end.
+    """Run every search of the seeds `shard`, `shard` + `shards`, ... (1-based) to its end.
 
-    `make` runs the shards as separate processes side by side; `repro run tuning` then
-    finds every search finished in the work directory and only collects the results.
+    A shard takes whole seeds, so that each seed's data are made in one shard process.
+    `make` runs the shards side by side; the claim's run then finds every search finished.
     """
-    kwargs = claim.search_kwargs(config)
-    for seed, name in searches(config, seeds)[shard - 1 :: shards]:
-        run_search(claim.tuner(name, config, seed), kwargs, f"seed {seed}, {name}")
+    for seed in seeds[shard - 1 :: shards]:
+        for name in config.tuners:
+            claim.finish_search(name, config, seed)
 
 
-# ---------------------------------------------------------------------- the trials
-
-
-def validation_scores(x_val, y_val):
-    """A callback that puts val_loss (the data term, without L1/L2 penalties) and
-    val_accuracy of a classifier with logits into each epoch's logs, for the callbacks
-    after it (EarlyStopping, keras-tuner's checkpoint). One eager call of the model per
-    epoch, where Keras' validation_data would trace a second compiled function per trial:
-    about half a second of CPU, a quarter of a short trial."""
-    import keras
-
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    class ValidationScores(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logits = self.model(x_val, training=False)
-            logs["val_loss"] = float(loss(y_val, logits))
-            logs[OBJECTIVE] = float((np.asarray(logits).argmax(axis=1) == y_val).mean())
-
-    return ValidationScores()
-
-
-def fit_trial(
-    model,
-    values: dict,
-    search_seed: int,
-    batch_size: int,
-    epochs: int,
-    x,
-    y,
-    validation_data,
-    callbacks=(),
-    **kwargs,
-) -> dict:
-    """A HyperModel's `fit`: train `model` on (x, y) in an order seeded from its
-    configuration's `values`, and report METRICS. The score is the validation accuracy of
-    the weights the fit keeps, which EarlyStopping may have restored."""
-    from repro.models import accuracy, batches
-
-    data_seed = trial_seed(search_seed, values) + 1
-    seed_everything(data_seed)
-    started = time.perf_counter()
-    history = model.fit(
-        batches(x, y, batch_size, shuffle_seed=data_seed),
-        epochs=epochs,
-        callbacks=[validation_scores(*validation_data), *callbacks],
-        **kwargs,
-    )
-    seconds = time.perf_counter() - started
-    log_fit(values, seconds)
-    return {
-        OBJECTIVE: accuracy(model, *validation_data),
-        "epochs_run": len(history.epoch),
-        "wall_seconds": seconds,
-    }
+# -------------------------------------------------------------------- the trials
 
 
 def trial_rows(tuner, seed: int, name: str, metrics=(OBJECTIVE,)) -> list[dict]:
@@ -412,7 +432,7 @@ def trial_rows(tuner, seed: int, name: str, metrics=(OBJECTIVE,)) -> list[dict]:
     oracle = tuner.oracle
     rows = []
     for number, trial_id in enumerate(oracle.start_order, start=1):
-        trial = oracle.trials[trial_id]
+        trial = oracle.get_trial(trial_id)
         values = trial.hyperparameters.values
         row = {
             "seed": seed,
@@ -435,231 +455,9 @@ def trial_rows(tuner, seed: int, name: str, metrics=(OBJECTIVE,)) -> list[dict]:
 
 
 def best_trial(tuner):
-    """The finished trial with the best score, ties going to the earliest trial."""
+    """The finished trial with the best score, ties going to the earliest trial (keras-
+    tuner's own ranking keeps ties in load order, which differs after a resume)."""
     finished = [
-        t for t in tuner.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None
+        t for t in tuner.oracle.trials.values() if t.status == COMPLETED and t.score is not None
     ]
     return max(finished, key=lambda trial: (trial.score, -int(trial.trial_id)))
-
-
-def best_so_far_figure(trials, colors: dict, untuned: float, path: Path) -> None:
-    """Each tuner's best score so far against its trials: mean and 95% CI over seeds."""
-    from repro.figures import figure
-
-    title = "tuning: best validation accuracy so far (mean, 95% CI over seeds)"
-    fig, (ax,) = figure(title, width=6.4, height=4.2)
-    for name, group in trials.groupby("tuner", sort=False):
-        best = group.assign(best=group.groupby("seed")[OBJECTIVE].cummax().ffill())
-        stats = [(t, *mean_interval(g["best"])) for t, g in best.groupby("trial")]
-        t, mean, low, high = map(np.asarray, zip(*stats, strict=True))
-        ax.plot(t, mean, color=colors[name], lw=2, label=name)
-        ax.fill_between(t, low, high, color=colors[name], alpha=0.2, lw=0)
-    ax.axhline(untuned, color="k", ls="--", lw=1, label="untuned (mean)")
-    ax.set(xlabel="trial, in the order the tuner started them", ylabel="best validation accuracy")
-    ax.set_ylim(max(0.0, ax.get_ylim()[0]), None)
-    ax.legend(loc="lower right", title=f"{trials['seed'].nunique()} seeds")
-    save_figure(fig, path)
-
-
-def score_against_space_figure(trials, panels, colors: dict, untuned: float, path: Path) -> None:
-    """The score of every finished trial against its settings, a panel per (columns, label,
-    scale) in `panels` (scale: linear, integer, log, log2 or symlog), 4 panels to a row."""
-    from matplotlib.ticker import MaxNLocator, ScalarFormatter
-
-    from repro.figures import plt
-
-    completed = trials[trials["status"] == "COMPLETED"]
-    rows = -(-len(panels) // 4)
-    fig, grid = plt.subplots(rows, 4, figsize=(12.8, 3.4 * rows), sharey=True, squeeze=False)
-    fig.suptitle("tuning: validation accuracy of every trial against its settings", weight="bold")
-    for ax, (columns, label, scale) in zip(grid.flat[: len(panels)], panels, strict=True):
-        for name, group in completed.groupby("tuner", sort=False):
-            x = np.concatenate([group[c].to_numpy() for c in columns])
-            y = np.tile(group[OBJECTIVE].to_numpy(), len(columns))
-            ax.scatter(x, y, s=10, alpha=0.6, color=colors[name], label=name)
-        ax.axhline(untuned, color="k", ls="--", lw=1, label="untuned (mean)")
-        if scale == "log2":  # powers of two, labelled as plain numbers
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-        elif scale == "integer":  # counts: no ticks between whole numbers
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        elif scale == "symlog":  # strengths include 0: linear near it, log beyond
-            ax.set_xscale("symlog", linthresh=1e-5)
-            ax.set_xlim(left=-1e-6)
-        else:
-            ax.set_xscale(scale)
-        ax.set(xlabel=label)
-    for ax in grid[:, 0]:
-        ax.set_ylabel("validation accuracy")
-    for ax in grid.flat[len(panels) :]:
-        ax.set_visible(False)
-    handles, labels = grid[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, -0.04), ncol=4)
-    save_figure(fig, path)
-
-
-# ---------------------------------------------------------------- distributed mode
-
-
-def port_is_free(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((ip, port))
-        except OSError:
-            return False
-    return True
-
-
-def serve_as_chief(tuner, ip: str, port: int, workers: int) -> None:
-    """keras-tuner's OracleServicer on ip:port until every worker has been told to stop."""
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    class Servicer(oracle_chief.OracleServicer):
-        def __init__(self, oracle):
-            super().__init__(oracle)
-            self.workers_seen = set()
-
-        def CreateTrial(self, request, context):  # noqa: N802 (gRPC method name)
-            self.workers_seen.add(request.tuner_id)
-            response = super().CreateTrial(request, context)
-            if response.trial.status == protos.get_proto().TrialStatus.Value("IDLE"):
-                time.sleep(0.1)  # a worker waiting on Hyperband's next round asks again at once
-            return response
-
-    oracle = tuner.oracle
-    servicer = Servicer(oracle)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    try:
-        bound = server.add_insecure_port(f"{ip}:{port}")
-    except RuntimeError:
-        bound = 0
-    if not bound:
-        raise UsageError(f"port {port} on {ip} is in use: choose another KERASTUNER_ORACLE_PORT")
-    server.start()
-    try:
-        while not (
-            len(servicer.workers_seen) >= workers
-            and servicer.stop_triggered
-            and oracle_chief.exit_chief(oracle)
-        ):
-            time.sleep(0.05)
-    finally:
-        server.stop(grace=None)
-    # The oracle saves itself before it drops an ended trial from its ongoing ones; saved
-    # again now, the last trial does not look interrupted to whoever reloads the project.
-    oracle.save()
-
-
-def distributed_role(claim, config, seeds, workers: int) -> None:
-    """Run this process's part of every search: the chief's oracle, or a worker's trials."""
-    tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
-    ip, base_port = os.environ.get("KERASTUNER_ORACLE_IP"), os.environ.get("KERASTUNER_ORACLE_PORT")
-    if not (tuner_id and ip and base_port):
-        raise UsageError(
-            "--role is one process of a distributed search: set KERASTUNER_TUNER_ID "
-            "(chief, tuner0, tuner1, ...), KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT"
-        )
-    kwargs = claim.search_kwargs(config)
-    for index, (seed, name) in enumerate(searches(config, seeds)):
-        port = int(base_port) + index
-        os.environ["KERASTUNER_ORACLE_PORT"] = str(port)  # read by keras-tuner's client
-        tuner = claim.tuner(name, config, seed)
-        tuner.save()  # a worker's file also tells a later local run to reload this project
-        if "chief" in tuner_id:
-            serve_as_chief(tuner, ip, port, workers)
-        else:
-            run_search(tuner, kwargs, f"{tuner_id}: seed {seed}, {name}")
-
-
-def launch_on_loopback(claim, args, config, seeds) -> int:
-    """Start a chief and `workers` workers on 127.0.0.1, wait, then write the outputs."""
-    ip, base_port = "127.0.0.1", args.port
-    ports = range(base_port, base_port + len(searches(config, seeds)))
-    busy = [port for port in ports if not port_is_free(ip, port)]
-    if busy:
-        raise UsageError(
-            f"port {busy[0]} on {ip} is in use (this run needs ports {ports.start}-"
-            f"{ports.stop - 1}): choose another with --port"
-        )
-    os.environ["REPRO_TUNER_WORK"] = str(work_root() / "distributed")
-    role = [sys.executable, "-m", "repro.cli", "tune", "--role", "--profile", args.profile]
-    role += ["--seeds", ",".join(map(str, seeds)), "--workers", str(args.workers)]
-    role += [f"--set={setting}" for setting in args.settings]
-    names = ["chief", *(f"tuner{i}" for i in range(args.workers))]
-    processes = {}
-    for name in names:
-        env = os.environ | {
-            "KERASTUNER_TUNER_ID": name,
-            "KERASTUNER_ORACLE_IP": ip,
-            "KERASTUNER_ORACLE_PORT": str(base_port),
-        }
-        processes[name] = subprocess.Popen(role, env=env)
-    try:
-        while any(process.poll() is None for process in processes.values()):
-            if any(process.poll() not in (None, 0) for process in processes.values()):
-                break
-            time.sleep(0.2)
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-                process.wait()
-    failed = [name for name, process in processes.items() if process.returncode != 0]
-    if failed:
-        print(f"tune: {failed[0]} failed; outputs not written", file=sys.stderr)
-        return 1
-    print(run_claim(claim, args.profile, seeds, args.out, config).describe())
-    return 0
-
-
-# ------------------------------------------------------------------- `repro tune`
-
-
-def add_arguments(parser) -> None:
-    """The options of `repro tune`."""
-    parser.add_argument("--profile", choices=("quick", "full"), default="quick")
-    parser.add_argument("--seeds", help="e.g. 0-4 (default: the profile's seeds)")
-    parser.add_argument("--seed-offset", type=int, default=0, metavar="N", help="shift the seeds")
-    parser.add_argument("--shard", help="I/N: run searches I, I+N, ... only, write no results")
-    parser.add_argument("--distributed", action="store_true", help="keras-tuner's chief+workers")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (distributed)")
-    parser.add_argument("--port", type=int, default=8470, help="first port (distributed)")
-    parser.add_argument("--role", action="store_true", help="internal: one distributed process")
-    parser.add_argument("--out", type=Path, default=Path("results"), help="results directory")
-    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE")
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'2/5' -> (2, 5), with 1 <= 2 <= 5."""
-    shard, _, shards = text.partition("/")
-    if not (shard.isdigit() and shards.isdigit() and 1 <= int(shard) <= int(shards)):
-        raise UsageError(f"--shard must look like I/N with 1 <= I <= N, got {text!r}")
-    return int(shard), int(shards)
-
-
-def tune(args) -> int:
-    """`repro tune`: all searches then the claim's results, a shard of the searches, or the
-    distributed mode (a chief and workers on loopback, then the results)."""
-    from repro.claims import tuning as claim
-
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if not 1024 <= args.port <= 65535:
-        raise UsageError(f"--port must be between 1024 and 65535, got {args.port}")
-    shard = parse_shard(args.shard) if args.shard else None
-    config = override(claim.PROFILES[args.profile], args.settings)
-    seeds = choose_seeds(claim.SEEDS[args.profile], args.seeds, args.seed_offset)
-    if args.distributed:
-        return launch_on_loopback(claim, args, config, seeds)
-    if args.role:
-        distributed_role(claim, config, seeds, args.workers)
-    elif shard:
-        search_shard(claim, config, seeds, *shard)
-    else:
-        print(run_claim(claim, args.profile, seeds, args.out, config).describe())
-    return 0
