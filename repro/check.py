@@ -238,12 +238,17 @@ def check_rule_table(root: Path, name: str, column: str, current: str, expected)
     path = root / name
     if not path.exists():
         return []
+    from repro.verify import RULE_COLUMNS
+
+    target = TABLE_TARGETS[name]
     try:
         table = read_csv(path)
-        rows_now = table[table[column] == current]
-    except Exception as err:  # unreadable or without its columns: the same failure
+    except Exception as err:  # missing, empty or unparsable: all are the same failure
         return [f"{name}: unreadable ({type(err).__name__}: {err})"]
-    target = TABLE_TARGETS[name]
+    missing = [c for c in (*RULE_COLUMNS, column) if c not in table.columns]
+    if missing:
+        return [f"{name}: missing columns {missing} (`make {target}`)"]
+    rows_now = table[table[column] == current]
     problems = [
         f"{name}: no rows for {claim_id} (`make {target}`)"
         for claim_id in expected

@@ -18,7 +18,6 @@ once per epoch and the step's loss is the mean over the real examples, as in `mo
 from __future__ import annotations
 
 import random
-import weakref
 
 import numpy as np
 
@@ -167,13 +166,12 @@ class Compiled:
         self.epoch, self.predict = make(model, per_example_loss(model.loss))
 
 
-_compiled = weakref.WeakKeyDictionary()  # model -> Compiled
-
-
 def compiled(model) -> Compiled:
-    found = _compiled.get(model)
+    """The model's compiled functions, made on first use and kept on the model itself (they
+    refer to the model, so a model and its functions are freed together)."""
+    found = getattr(model, "repro_compiled", None)
     if found is None or found.optimizer is not model.optimizer:
-        found = _compiled[model] = Compiled(model)
+        found = model.repro_compiled = Compiled(model)
     return found
 
 

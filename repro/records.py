@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import hashlib
-import inspect
 import json
 import os
 import platform
@@ -188,15 +187,21 @@ def code_digest(paths) -> str:
 
 
 def claim_code(claim) -> list[Path]:
-    """The claim's module, the core modules its numbers depend on, and any other module of
-    the package the claim imports from (repro/allocator.py, repro/search.py)."""
+    """The claim's module, the core modules its numbers depend on, and every other module
+    of the package the claim imports, at its top or inside a function (repro/allocator.py,
+    repro/search.py)."""
     core = [PACKAGE / name for name in CORE_MODULES]
     used = set()
-    for value in vars(claim).values():
-        name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
-        if isinstance(name, str) and name.startswith("repro."):
+    for node in ast.walk(ast.parse(Path(claim.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("repro"):
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
             path = PACKAGE / f"{name.removeprefix('repro.')}.py"
-            if path.exists():
+            if name.startswith("repro.") and path.exists():
                 used.add(path)
     return [Path(claim.__file__), *core, *sorted(used - set(core))]
 

@@ -26,8 +26,16 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """quick_run(claim_id) -> the claim's quick-profile results directory, run on first use."""
+    """quick_run(claim_id) -> the claim's quick-profile results directory, run on first use.
+    The tuning claim's searches go to a directory of the session, not ./tuner-work."""
     root = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REPRO_TUNER_WORK", str(tmp_path_factory.mktemp("tuner-work")))
+        yield runner_for(root)
+
+
+def runner_for(root):
+    """run(claim_id): the claim's quick run in root, made once."""
 
     def run(claim_id: str):
         if not (root / claim_id / "verdict.json").exists():
