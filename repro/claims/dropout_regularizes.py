@@ -2,7 +2,7 @@
 
 Slide "Dropout". Classical generalization theory asks for a simple model to close the gap
 between train and test performance; dropout, zeroing each hidden unit with probability p
-on every training step, "can be seen as a form of regularization". So a wide MLP that fits
+on every training step, acts as a regularizer. So a wide MLP that fits
 its training set far better than new data should, trained with dropout, show a smaller
 train-test gap.
 

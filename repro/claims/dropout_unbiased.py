@@ -1,8 +1,8 @@
 """Claim: inverted dropout leaves the expected activation unchanged (results/dropout-unbiased/).
 
 Slide "Dropout". Dropout zeroes each unit with probability p, and the survivors are scaled
-up by 1 / (1 - p) to stand in for the missing ones, so that the expected value of the
-layer equals the value it would have taken without noise; at test time dropout is off and
+up by 1 / (1 - p) to stand in for the missing ones, so that on average the layer's
+output is what it would be with no noise at all; at test time dropout is off and
 the layer needs no normalization. An entry x becomes x / (1 - p) with probability 1 - p
 and 0 otherwise, with expectation exactly x. The same mask without the rescale gives
 expectation (1 - p) x: the network would see smaller activations in training than at test.

@@ -1,8 +1,8 @@
 """Claim: under label noise, early stopping tests at least as well as training to the end.
 
 Results: results/early-stopping/. Slide "Generalization in Deep Learning". Watch the
-validation error after every epoch and cut training off once it has not decreased by more
-than epsilon (min_delta) for `patience` epochs. With noisy labels the net fits the clean
+validation error after every epoch and stop once `patience` epochs in a row have failed to
+improve it by more than epsilon (min_delta). With noisy labels the net fits the clean
 pattern first and memorizes the wrong labels later (see label-noise-order), so the model
 cut off early keeps a good early solution, and costs only a fraction of the epochs.
 Notes, pilots and history: docs/claims/early-stopping.md.

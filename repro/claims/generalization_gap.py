@@ -1,9 +1,9 @@
 """Claim: a net can fit its training set exactly while its test error stays large.
 
 Results: results/generalization-gap/. Slide "Generalization in Deep Learning". A network
-with far more weights than training examples can drive its training error to zero, and
-the difference between its fit on the training data and on held-out data, the
-generalization gap, can remain large: it has overfit. Notes, pilots and history:
+with far more weights than training examples can drive its training error to zero while
+it still does much worse on held-out data: that difference, the generalization gap, stays
+large, and the net has overfit. Notes, pilots and history:
 docs/claims/generalization-gap.md.
 
 Design. scikit-learn's digits (1258 training and 539 test images, 10 classes). Every seed

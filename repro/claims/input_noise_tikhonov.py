@@ -1,6 +1,6 @@
 """Claim: training with input noise is ridge regression (results/input-noise-tikhonov/).
 
-Slide "Dropout" (Bishop 1995: training with input noise is equivalent to Tikhonov
+Slide "Dropout" (Bishop 1995: noise added to the inputs during training acts as Tikhonov
 regularization). For a linear model without bias and the mean squared error over n
 examples, Gaussian noise e ~ N(0, sigma^2 I) added to the inputs gives the expected loss
 

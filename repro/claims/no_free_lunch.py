@@ -1,7 +1,7 @@
 """Claim: no learner is best on every distribution (results: results/no-free-lunch/).
 
 Slide "Generalization in Deep Learning", citing Wolpert's no-free-lunch theorem: a learning
-algorithm generalizes better on data from some distributions and worse on others. What
+learner does better on data from some distributions and worse on others. What
 makes a learner good is how well its assumptions (its inductive bias) match the data, so
 two learners with opposite biases swap ranks between two distributions that favour one
 bias each. scikit-learn only: no Keras, nothing is trained by gradient descent.

@@ -1,7 +1,7 @@
 """Claim: tuning the lecture's hyperparameters finds a network that beats an untuned one on
 held-out data (results/tuning/).
 
-Slide "Network Tuning": what gets tuned is the number of hidden layers and the units of
+Slide "Network Tuning": what gets tuned is how many hidden layers there are and the units of
 each, the dropout rate and the L1 and L2 strengths, set per layer, and the details of SGD:
 batch size, number of epochs and data augmentation. The learning rate is searched too: our
 addition, not the slide's.
