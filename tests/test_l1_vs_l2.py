@@ -2,6 +2,8 @@
 negative controls for every lecture rule, and the two checks on broken tables."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,18 @@ def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick_run):
     assert recorded == json.loads(json.dumps(claim.verdict(out).to_dict()))
 
 
+def test_the_verdict_imports_neither_keras_nor_tensorflow(quick_run):
+    """`repro check` recomputes verdicts from the CSVs: importing the claim and computing its
+    verdict must not import Keras or TensorFlow."""
+    code = (
+        "import sys, pathlib; from repro.claims import l1_vs_l2 as claim; "
+        f"claim.verdict(pathlib.Path({str(quick_run(claim.CLAIM_ID))!r})); "
+        "print('tensorflow.python' in sys.modules, 'keras.src' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -33,7 +47,7 @@ def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick_run):
         {"l1": -0.1},
         {"l2": 0.0},
         {"learning_rate": 0.0},
-        {"steps": 3100},  # not a multiple of steps_per_epoch
+        {"steps": 0},
         {"duplicate_noise": -0.1},
     ],
 )

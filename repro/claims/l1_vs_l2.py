@@ -10,18 +10,19 @@ signal (weights of size 1 to 2, random signs), y = x.w_true + noise (sd 0.5). Th
 5 relevant features get a near-duplicate column x + 0.1 z (correlation 0.995), placed right
 after the original: 33 columns in 30 groups (a group = a feature and its duplicate).
 
-Model and training: three Dense(1) heads without bias on one input, side by side, each on
-the mean squared error (MSE; `squared_error` sums the heads' MSEs, so that each head gets
-exactly its own gradient), all starting from zero weights, trained together by full-batch
-plain SGD (Keras' `optimizers.SGD`) with a constant learning rate eta for `steps` steps. One
-example of `repro.models.fit` is the whole training set, repeated so that one compiled epoch
-takes `steps_per_epoch` full-batch steps.
+Model and training: the linear model w^T x (a Keras Dense(1) without bias) once per
+penalty, all starting from zero weights, trained by full-batch plain SGD (Keras'
+`optimizers.SGD`) with a constant learning rate eta for `steps` steps: the batch of
+`repro.models.fit` is the whole training set, so each epoch is one step. The loss of an
+example is its squared error; `fit` averages it into the mean squared error (MSE) and adds
+the penalties. The three models are the heads of one Keras model on one input, their losses
+summed (each head gets exactly its own gradient), so that one compiled call steps all
+three: one model per penalty costs three times the calls (the notes give the seconds).
 - L1: the objective MSE + l1 ||w||_1, minimized by the proximal gradient step: a gradient
   step on the MSE, then soft-thresholding w <- sign(w) max(|w| - eta l1, 0), which Keras
-  applies as the kernel's constraint (`SoftThreshold`, a `keras.constraints.Constraint`:
-  the optimizer applies it after every update). Reference: scikit-learn's Lasso with
-  alpha = l1 / 2 (its objective ||y - Xw||^2 / (2n) + alpha ||w||_1 is half of
-  MSE + l1 ||w||_1), solved to tol 1e-10.
+  applies as the kernel's constraint (`SoftThreshold`) after every update. Reference:
+  scikit-learn's Lasso with alpha = l1 / 2 (its objective ||y - Xw||^2 / (2n) +
+  alpha ||w||_1 is half of MSE + l1 ||w||_1), solved to tol 1e-10.
 - L2: Keras' `regularizers.L2(l2)`, the objective MSE + l2 ||w||^2; reference: the
   closed-form ridge solution w = (X^T X + n l2 I)^-1 X^T y.
 - Keras' own `regularizers.L1(l1)` on plain SGD, for the record only: it adds the
@@ -82,8 +83,7 @@ class Config:
     target_noise_sd: float = 0.5
     l1: float = 0.3  # objective MSE + l1 * sum |w|
     l2: float = 0.1  # Keras L2(l2): adds l2 * sum w^2
-    steps: int = 3000
-    steps_per_epoch: int = 500  # full-batch steps per compiled call of `fit`
+    steps: int = 3000  # full-batch SGD steps, one per epoch of `fit`
     learning_rate: float = 0.2
 
     def __post_init__(self):
@@ -91,10 +91,8 @@ class Config:
             raise ValueError("need 0 < relevant <= features")
         if not 0 <= self.duplicated <= self.relevant:
             raise ValueError("need 0 <= duplicated <= relevant")
-        if self.examples < 2 or self.steps < 1 or self.steps_per_epoch < 1:
-            raise ValueError("examples >= 2, steps >= 1 and steps_per_epoch >= 1 required")
-        if self.steps % self.steps_per_epoch:
-            raise ValueError("steps must be a multiple of steps_per_epoch")
+        if self.examples < 2 or self.steps < 1:
+            raise ValueError("need examples >= 2 and steps >= 1")
         if self.l1 <= 0 or self.l2 <= 0:
             raise ValueError("both penalties must be positive")
         if self.learning_rate <= 0:
@@ -107,18 +105,10 @@ class Config:
 # five seeds are the fewest that give precision (steps of 1/6 per seed) a useful interval.
 PROFILES = {"quick": Config(), "full": Config()}
 SEEDS = {"quick": tuple(range(5)), "full": tuple(range(10))}
-TABLES = {
-    "weights.csv": (
-        "seed",
-        "column",
-        "group",
-        "is_duplicate",
-        "true_weight",
-        "w_l1",
-        "w_l2",
-        "w_l1_keras_regularizer",
-        "w_lasso",
-        "w_ridge",
+TABLES = {  # csv name: its columns
+    "weights.csv": tuple(
+        "seed column group is_duplicate true_weight w_l1 w_l2 w_l1_keras_regularizer w_lasso "
+        "w_ridge".split()
     )
 }
 FIGURES = ("weights.png",)
@@ -154,35 +144,34 @@ def make_data(rng, config: Config):
     return np.stack(columns, axis=1), y, np.array(groups), np.array(duplicate), np.array(truth)
 
 
-class SoftThreshold(keras.constraints.Constraint):
+@dataclass(frozen=True)
+class SoftThreshold:
     """The proximal step of l1 ||w||_1 after a gradient step of size eta: shrink every weight
-    towards zero by eta * l1, and set those that would cross zero exactly to zero."""
+    towards zero by eta * l1, and set those that would cross zero exactly to zero. A Keras
+    kernel constraint: the optimizer applies it to the kernel after every update."""
 
-    def __init__(self, threshold: float):
-        self.threshold = threshold
+    threshold: float
 
     def __call__(self, w):
         return keras.ops.sign(w) * keras.ops.maximum(keras.ops.abs(w) - self.threshold, 0.0)
 
-    def get_config(self):
-        return {"threshold": self.threshold}
-
 
 def squared_error(y, prediction):
-    """Mean squared error over the rows of one data set, summed over the heads (columns)."""
-    return keras.ops.sum(keras.ops.mean(keras.ops.square(prediction - y), axis=-2), axis=-1)
+    """The squared error of one example, summed over the heads: `fit` averages it over the
+    batch, so each head gets exactly the gradient of its own mean squared error."""
+    return keras.ops.sum(keras.ops.square(prediction - y), axis=-1)
 
 
 def penalized_heads(config: Config, columns: int):
-    """Proximal L1, Keras L2 and Keras L1 heads on one input (a whole data set: rows x
-    columns), starting from zero, compiled for plain SGD."""
+    """Linear models w^T x without bias, one per penalty (proximal L1, Keras' L2, Keras'
+    L1), side by side on one input of `columns` numbers, from zero, compiled for plain SGD."""
     eta = config.learning_rate
     penalties = {
         "l1": {"kernel_constraint": SoftThreshold(eta * config.l1)},
         "l2": {"kernel_regularizer": keras.regularizers.L2(config.l2)},
         "l1_keras_regularizer": {"kernel_regularizer": keras.regularizers.L1(config.l1)},
     }
-    inputs = keras.Input((None, columns))
+    inputs = keras.Input((columns,))
     heads = [
         keras.layers.Dense(
             1, use_bias=False, kernel_initializer="zeros", name=name, **penalties[name]
@@ -195,14 +184,10 @@ def penalized_heads(config: Config, columns: int):
 
 
 def train(model, x, y, config: Config, seed: int) -> list[np.ndarray]:
-    """`steps` full-batch steps; the kernels of the three heads."""
-    # The training set as one example, `steps_per_epoch` times: `fit` with batch size 1 then
-    # takes that many full-batch steps in one compiled epoch.
-    repeats = (config.steps_per_epoch, 1, 1)
-    xs = np.tile(x.astype("float32")[None], repeats)
-    ys = np.tile(y.astype("float32")[None, :, None], repeats)
-    epochs = config.steps // config.steps_per_epoch
-    fit(model, xs, ys, epochs=epochs, batch_size=1, seed=seed)
+    """`steps` full-batch steps (the batch is the whole training set, so an epoch of `fit`
+    is one step); the kernels of the three heads."""
+    x, y = x.astype("float32"), y.astype("float32")[:, None]
+    fit(model, x, y, epochs=config.steps, batch_size=len(x), seed=seed)
     return [np.asarray(model.get_layer(name).kernel, dtype=np.float64)[:, 0] for name in HEADS]
 
 

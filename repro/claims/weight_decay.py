@@ -1,5 +1,8 @@
 """Claim: weight decay regularizes an overfit linear regression (results/weight-decay/).
 
+(Longer than most claim modules: two experiments, the slide's one-step update under two
+readings of lambda and the lambda sweep from two starts, with six rules and two figures.)
+
 Slide "Norms and Weight Decay". A linear model with more weights than examples can fit its
 training examples exactly and still predict new data badly. Adding (lambda / 2)||w||^2 to
 the loss restricts the size of w: one minibatch SGD step becomes
@@ -9,46 +12,43 @@ than the unpenalized one.
 
 Data, per seed (the lecture's textbook setting): 200 features x ~ N(0, I), 20 training
 examples, y = 0.05 + 0.01 * sum(x) + noise (sd 0.01); 500 validation and 1,000 test
-examples from the same distribution. True ||w|| = 0.141; predicting with w = 0 and the true
-bias has test loss 200 * 0.01^2 + 0.01^2 = 0.0201.
+examples. True ||w|| = 0.141; w = 0 with the true bias has test loss 0.0201.
 
-Model and training: one Keras model with a Dense(1) head (weights w, bias b) per lambda and
-per start, on one shared input. The loss is the lecture's (1/n) sum 1/2 (w^T x + b - y)^2
-(`half_squared_error`, summed over the heads, so that each head gets exactly its own
-gradient) and the penalty is Keras' `regularizers.L2(lambda / 2)`, which adds
-(lambda / 2) sum w^2. Plain SGD (Keras' `optimizers.SGD`, eta = 0.05), full batch: the
-whole training set is one example of the `fit` loop, repeated so that one compiled epoch
-takes `record_every` gradient steps (each a pass over all 20 examples); 300 steps in all,
-enough for every head to converge. Two starts:
-- zero (the lecture arms): gradient descent from w = 0 stays in the 20-dimensional span of
-  the training inputs, so the lambda = 0 model is the smallest-norm interpolant of the 20
+Model: the slide's f(x) = w^T x + b, a Keras Dense(1) on the 200 features, per lambda and
+start. The loss of an example is the slide's 1/2 (w^T x + b - y)^2; `fit` averages it over
+the batch and adds Keras' `regularizers.L2(lambda / 2)`, i.e. (lambda / 2) sum w^2. The
+batch is the whole training set, so an epoch of `fit` is one full-batch step of plain SGD
+(Keras' `optimizers.SGD`, eta = 0.05); 300 steps, after which every model has converged.
+A seed's models are the heads of one Keras model on one input, their losses summed (each
+head gets exactly its own gradient), so that one compiled call steps them all: one model
+per lambda and start costs 20 times the calls (the notes give the seconds). Two starts:
+- zero (the lecture arms): gradient descent from w = 0 stays in the span of the 20
+  training inputs, so the lambda = 0 model is the smallest-norm interpolant of the 20
   examples, and its test loss comes from fitting them and nothing else;
-- Glorot (`initializers.GlorotNormal`, every head of a seed from the same kernel): the
-  start puts weight of norm about 1.3 into the 180 directions that 20 examples never
-  constrain; at lambda = 0 it stays there, and decay removes it. That is a finding about
-  initialization noise, not about fitting the examples: `beyond`.
-Reported losses are mean squared errors (no 1/2). The validation-chosen lambda of a seed
-and start is the one with the lowest validation loss; the test set judges it.
-One step: from the Glorot start, one full-batch Keras step of every Glorot head, beside the
-slide's update computed in float64 from the same starting weights (b = 0). The alternative
-reading, Keras' plain squared error (no 1/2) with L2(lambda), is stepped the same way.
+- Glorot (`initializers.GlorotNormal`, one kernel for every lambda of a seed): it puts
+  weight of norm about 1.3 into the 180 directions that 20 examples never constrain; at
+  lambda = 0 it stays there and decay removes it, a finding about initialization noise,
+  not about fitting the examples: `beyond`.
+Reported losses are mean squared errors (no 1/2); the validation-chosen lambda of a seed
+and start has the lowest validation loss, and the test set judges it. One step: from the
+Glorot start, one full-batch Keras step of every Glorot head, beside the slide's update in
+float64 (b = 0); the alternative reading, Keras' squared error without the 1/2 with
+L2(lambda), is stepped the same way.
 
-Rules (decided before the full run):
+Rules (decided before the full run; 3-6 judge the 95% t-interval of the mean over seeds):
 1. lecture: one Keras step equals the slide's update: largest |Keras - slide| relative to
-   the update's largest |w|, worst seed, <= 1e-5 (exact: float32 against float64, no
-   sampling; it is about 1e-7, and may move by 1e-6 on another CPU).
+   the update's largest |w|, worst seed, <= 1e-5 (exact: float32 against float64; it is
+   about 1e-7, and may move by 1e-6 on another CPU).
 2. check: the alternative reading misses the slide's update by >= 100 times that (best
    seed), so rule 1 can fail.
 3. lecture: ||w|| falls monotonically with lambda (zero start): per seed, the largest
    ratio of ||w|| at a lambda to ||w|| at the next smaller one; mean < 1.
-4. lecture: lambda = 0 overfits (zero start): per seed train loss / test loss <= 0.01 (the
-   20 examples are fit to rounding, new data are not; a ratio, not its log, because a
-   train loss of exactly 0 in float32 is a possible outcome).
-5. lecture: decay lowers the test loss (zero start): per seed
-   log10(test loss at the validation-chosen lambda / test loss at lambda = 0); mean < 0.
+4. lecture: lambda = 0 overfits (zero start): train loss / test loss <= 0.01 (a ratio, not
+   its log: a train loss of exactly 0 in float32 is a possible outcome).
+5. lecture: decay lowers the test loss (zero start): log10(test loss at the
+   validation-chosen lambda / test loss at lambda = 0) < 0.
 6. beyond: from the Glorot start, the same log10 ratio <= -1: decay removes tenfold the
    test loss that initialization noise adds.
-Rules 3-6 judge the 95% t-interval of the mean over seeds.
 
 Seeds: design and pilots on development seeds 100-199; verdict seeds 0-11, fixed before the
 full run; shifted seeds 1000-1011 run only after the design was frozen. In the earlier
@@ -68,16 +68,7 @@ from repro.backend import keras, seed_everything
 from repro.figures import figure, save_figure, seed_band
 from repro.models import fit, predict
 from repro.records import progress, read_csv, write_csv
-from repro.rules import (
-    BEYOND,
-    CHECK,
-    LECTURE,
-    Rule,
-    Verdict,
-    mean_interval,
-    seed_agreement,
-    spread,
-)
+from repro.rules import BEYOND, CHECK, LECTURE, Rule, Verdict, mean_interval, seed_agreement, spread
 
 CLAIM_ID = "weight-decay"
 SLIDE = "Norms and Weight Decay"
@@ -98,7 +89,7 @@ class Config:
     noise_sd: float = 0.01
     lambdas: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
     learning_rate: float = 0.05
-    steps: int = 300  # full-batch SGD steps (each one pass over the training examples)
+    steps: int = 300  # full-batch SGD steps, one per epoch of `fit`
     record_every: int = 10  # steps between points of the loss curves
 
     def __post_init__(self):
@@ -123,28 +114,13 @@ PROFILES = {
     "full": Config(),
 }
 SEEDS = {"quick": (0, 1, 2), "full": tuple(range(12))}
-TABLES = {
-    "one_step.csv": (
-        "seed",
-        "setup",
-        "lam",
-        "keras_l2",
-        "learning_rate",
-        "feature",
-        "w_before",
-        "w_keras_step",
-        "w_rule_step",
+TABLES = {  # csv name: its columns
+    "one_step.csv": tuple(
+        "seed setup lam keras_l2 learning_rate feature w_before w_keras_step w_rule_step".split()
     ),
-    "sweep.csv": (
-        "seed",
-        "start",
-        "lam",
-        "weight_norm",
-        "train_loss",
-        "validation_loss",
-        "test_loss",
-        "true_weight_norm",
-        "test_loss_zero_weights",
+    "sweep.csv": tuple(
+        "seed start lam weight_norm train_loss validation_loss test_loss true_weight_norm "
+        "test_loss_zero_weights".split()
     ),
     "curves.csv": ("seed", "start", "lam", "step", "train_loss", "test_loss"),
 }
@@ -160,11 +136,6 @@ OVERFIT_RATIO = 0.01  # train loss at most 1% of test loss at lambda = 0
 LOWER_LOG10_RATIO = 0  # the validation-chosen lambda's test loss below lambda = 0's
 GLOROT_LOG10_RATIO = -1  # beyond: a tenth of lambda = 0's test loss from the Glorot start
 
-# How the lecture's lambda becomes Keras settings: (c of L2(c) per unit of lambda, the
-# loss). The lecture's: (lambda / 2)||w||^2 on (1/n) sum 1/2 r^2. The alternative reading:
-# L2(lambda) on the squared error without the 1/2, as Keras' "mse" computes it.
-SETUPS = {"lecture": 0.5, "plain_mse_l2_lambda": 1.0}
-
 
 def make_data(rng, examples: int, config: Config):
     x = rng.normal(size=(examples, config.features))
@@ -173,23 +144,26 @@ def make_data(rng, examples: int, config: Config):
 
 
 def squared_error(y, prediction):
-    """Mean squared error over the rows of one data set, summed over the heads (columns)."""
-    return keras.ops.sum(keras.ops.mean(keras.ops.square(prediction - y), axis=-2), axis=-1)
+    """The squared error of one example (no 1/2, as Keras' "mse"), summed over the heads."""
+    return keras.ops.sum(keras.ops.square(prediction - y), axis=-1)
 
 
 def half_squared_error(y, prediction):
-    """The lecture's loss (1/n) sum 1/2 (w^T x + b - y)^2 of every head, summed over heads."""
+    """The slide's loss of one example, 1/2 (w^T x + b - y)^2, summed over the heads."""
     return 0.5 * squared_error(y, prediction)
 
 
+# How the lecture's lambda becomes Keras settings: (c of L2(c) per unit of lambda, the
+# loss). The lecture's: (lambda / 2)||w||^2 on 1/2 (w^T x + b - y)^2. The alternative
+# reading: L2(lambda) on the squared error without the 1/2, as Keras' "mse" computes it.
+SETUPS = {"lecture": 0.5, "plain_mse_l2_lambda": 1.0}
 LOSSES = {"lecture": half_squared_error, "plain_mse_l2_lambda": squared_error}
 
 
 def decay_model(config: Config, starts=STARTS, setup: str = "lecture"):
-    """One Dense(1) head per (start, lambda), side by side on one input, compiled with
-    plain SGD. An input is a whole data set (rows x features): one example of `fit` is then
-    one full-batch step. `start` puts the heads where a seed's training begins."""
-    inputs = keras.Input((None, config.features))
+    """The slide's f(x) = w^T x + b (a Dense(1)) for every (start, lambda), side by side on
+    one input of `features` numbers, compiled with plain SGD."""
+    inputs = keras.Input((config.features,))
     heads = [
         keras.layers.Dense(
             1,
@@ -204,53 +178,34 @@ def decay_model(config: Config, starts=STARTS, setup: str = "lecture"):
     return model
 
 
-def start(model, seed: int):
-    """Every head at its start for this seed: w = 0, or the seed's GlorotNormal kernel (the
-    same for every lambda, so that the lambdas are compared from one start); b = 0.
+def dense_heads(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
 
-    The model is built and compiled once and started again for every seed, rather than
-    rebuilt through `models.restart`: reseeding TensorFlow (which `restart` does) clears its
-    kernel cache, which makes the next compiled call cost more than the whole training.
-    Nothing else in training is random: every batch is the whole training set.
-    """
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+def start(model, seed: int):
+    """Every head at its start for this seed, with a fresh optimizer: w = 0, or the seed's
+    GlorotNormal kernel (the same for every lambda, so that the lambdas are compared from
+    one start); b = 0. Nothing else in training is random: every batch is the whole
+    training set. The model is built and compiled once and started again per seed."""
     initializers = {
         "zero": keras.initializers.Zeros(),
         "glorot": keras.initializers.GlorotNormal(seed=seed),
     }
-    for layer in dense:
+    for layer in dense_heads(model):
         layer.kernel.assign(initializers[layer.name.split("_")[0]](layer.kernel.shape))
         layer.bias.assign(keras.ops.zeros(layer.bias.shape))
     model.optimizer.iterations.assign(0)
     return model
 
 
-def head_index(starts, lambdas) -> pd.DataFrame:
-    """Which (start, lambda) each output column of `decay_model` is."""
-    return pd.DataFrame([(s, lam) for s in starts for lam in lambdas], columns=["start", "lam"])
-
-
-def repeated(x, y, steps: int):
-    """The training set as one example, `steps` times: `fit` with batch size 1 then takes
-    `steps` full-batch gradient steps in one compiled epoch."""
-    return np.repeat(x[None], steps, axis=0), np.repeat(y[None], steps, axis=0)
-
-
 def kernels(model) -> np.ndarray:
     """Every head's weights as the columns of a (features x heads) float64 array."""
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    return np.concatenate([np.asarray(d.kernel, dtype=np.float64) for d in dense], axis=1)
+    return np.hstack([np.asarray(head.kernel, dtype=np.float64) for head in dense_heads(model)])
 
 
 def losses(model, *sets) -> list[np.ndarray]:
-    """Each head's mean squared error on each (x, y) of `sets`, from one prediction call
-    (one input shape, so the prediction is compiled once)."""
-    rows = np.cumsum([len(x) for x, _ in sets])[:-1]
-    outputs = predict(model, np.concatenate([x for x, _ in sets])[None])[0]
-    return [
-        ((out - y) ** 2).mean(axis=0)
-        for out, (_, y) in zip(np.split(outputs, rows), sets, strict=True)
-    ]
+    """Each head's mean squared error on each (x, y) of `sets`."""
+    return [((predict(model, x) - y) ** 2).mean(axis=0) for x, y in sets]
 
 
 def one_step(model, setup: str, x, y, config: Config, seed: int) -> pd.DataFrame:
@@ -258,7 +213,7 @@ def one_step(model, setup: str, x, y, config: Config, seed: int) -> pd.DataFrame
     lams = np.asarray(config.lambdas)
     glorot = slice(-len(lams), None)  # the Glorot heads are the model's last ones
     before = kernels(model)[:, glorot]
-    fit(model, *repeated(x, y, 1), epochs=1, batch_size=1, seed=seed)
+    fit(model, x, y, epochs=1, batch_size=len(x), seed=seed)
     after = kernels(model)[:, glorot]
     x64, y64, eta = x.astype(np.float64), y.astype(np.float64), config.learning_rate
     residual = x64 @ before - y64  # every head's residuals; the bias starts at 0
@@ -280,34 +235,23 @@ def one_step(model, setup: str, x, y, config: Config, seed: int) -> pd.DataFrame
 
 
 def sweep(model, train, validation, test, config: Config, seed: int):
-    """Train every head for `steps` full-batch steps; the final table and the loss curves."""
-    heads = head_index(STARTS, config.lambdas)
+    """`steps` full-batch steps of every head; the final table, and the loss curves (a
+    point every `record_every` steps, taken by `fit`'s `evaluate` after those epochs)."""
+    heads = pd.DataFrame(  # the (start, lambda) of each output column
+        [(s, lam) for s in STARTS for lam in config.lambdas], columns=["start", "lam"]
+    )
     points = []
 
     def record(model):
-        train_loss, _, test_loss = losses(model, train, validation, test)
-        points.append((train_loss, test_loss))
+        step = int(model.optimizer.iterations)
+        if step % config.record_every == 0:
+            train_loss, _, test_loss = losses(model, train, validation, test)
+            points.append(heads.assign(step=step, train_loss=train_loss, test_loss=test_loss))
         return {}
 
     record(model)
-    fit(
-        model,
-        *repeated(*train, config.record_every),
-        epochs=config.steps // config.record_every,
-        batch_size=1,
-        seed=seed,
-        evaluate=record,
-    )
-    curves = pd.DataFrame(
-        {
-            "seed": seed,
-            "start": np.tile(heads["start"], len(points)),
-            "lam": np.tile(heads["lam"], len(points)),
-            "step": np.repeat(np.arange(len(points)) * config.record_every, len(heads)),
-            "train_loss": np.concatenate([train_loss for train_loss, _ in points]),
-            "test_loss": np.concatenate([test_loss for _, test_loss in points]),
-        }
-    )
+    x, y = train
+    fit(model, x, y, epochs=config.steps, batch_size=len(x), seed=seed, evaluate=record)
     train_loss, validation_loss, test_loss = losses(model, train, validation, test)
     final = heads.assign(
         seed=seed,
@@ -319,7 +263,7 @@ def sweep(model, train, validation, test, config: Config, seed: int):
         true_weight_norm=TRUE_WEIGHT * np.sqrt(config.features),
         test_loss_zero_weights=float(((test[1] - TRUE_BIAS) ** 2).mean()),
     )
-    return final, curves
+    return final, pd.concat(points).assign(seed=seed)
 
 
 def run(config: Config, seeds, out_dir):
@@ -340,49 +284,35 @@ def run(config: Config, seeds, out_dir):
         finals.append(final)
         curves.append(curve)
     write_csv(pd.concat(steps, ignore_index=True), out_dir / "one_step.csv")
-    columns = list(TABLES["sweep.csv"])
-    write_csv(pd.concat(finals, ignore_index=True)[columns], out_dir / "sweep.csv")
-    columns = list(TABLES["curves.csv"])
-    write_csv(pd.concat(curves, ignore_index=True)[columns], out_dir / "curves.csv")
+    for name, frames in (("sweep.csv", finals), ("curves.csv", curves)):
+        write_csv(pd.concat(frames, ignore_index=True)[list(TABLES[name])], out_dir / name)
 
 
 # ------------------------------------------------------------------------------ verdict
 
 
-def per_seed(frame: pd.DataFrame, statistic) -> np.ndarray:
-    """`statistic(group)` for each seed's rows, in seed order."""
-    return np.array([statistic(group) for _, group in frame.groupby("seed")], dtype=float)
+def per_seed(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """`column` as a (seeds x rows of a seed) array, `rows` sorted by seed: every seed has
+    the same rows. Rows are found by position (lambda = 0 is each seed's first), not by
+    comparing float keys, so that a last-bit change of the stored lambdas cannot lose them.
+    """
+    return rows[column].to_numpy().reshape(rows["seed"].nunique(), -1)
 
 
 def step_error(steps: pd.DataFrame, setup: str) -> np.ndarray:
-    """Per seed, largest |Keras step - slide's update| relative to the update's largest |w|.
-
-    NumPy's max, not pandas', so that a NaN weight gives a NaN error.
-    """
-    rows = steps[steps["setup"] == setup]
-    return per_seed(
-        rows,
-        lambda g: (
-            np.abs(g["w_keras_step"] - g["w_rule_step"]).to_numpy().max()
-            / np.abs(g["w_rule_step"]).to_numpy().max()
-        ),
-    )
+    """Per seed, largest |Keras step - slide's update| relative to the update's largest |w|
+    (NumPy's max, so that a NaN weight gives a NaN error)."""
+    rows = steps[steps["setup"] == setup].sort_values(["seed", "lam", "feature"])
+    keras_step, rule_step = per_seed(rows, "w_keras_step"), per_seed(rows, "w_rule_step")
+    return np.abs(keras_step - rule_step).max(axis=1) / np.abs(rule_step).max(axis=1)
 
 
 def at_zero_and_chosen(table: pd.DataFrame, column: str, start: str):
-    """Per seed, `column` at lambda = 0 and at the validation-chosen lambda, and that lambda.
-
-    Rows are found by position (lambda = 0 is each seed's smallest), not by comparing float
-    keys, so that a last-bit change of the stored lambdas cannot lose them.
-    """
+    """Per seed, `column` at lambda = 0 and at the validation-chosen lambda, and that lambda."""
     rows = table[table["start"] == start].sort_values(["seed", "lam"])
-    at_zero, chosen, lams = [], [], []
-    for _, g in rows.groupby("seed"):
-        best = g["validation_loss"].to_numpy().argmin()
-        at_zero.append(g[column].to_numpy()[0])
-        chosen.append(g[column].to_numpy()[best])
-        lams.append(g["lam"].to_numpy()[best])
-    return np.array(at_zero), np.array(chosen), np.array(lams)
+    values, lams = per_seed(rows, column), per_seed(rows, "lam")
+    chosen = (np.arange(len(values)), per_seed(rows, "validation_loss").argmin(axis=1))
+    return values[:, 0], values[chosen], lams[chosen]
 
 
 def log10_test_ratio(table: pd.DataFrame, start: str):
@@ -393,10 +323,8 @@ def log10_test_ratio(table: pd.DataFrame, start: str):
 
 def norm_ratio(table: pd.DataFrame, start: str) -> np.ndarray:
     """Per seed, the largest ||w(next lambda)|| / ||w(lambda)||: below 1 means decreasing."""
-    rows = table[table["start"] == start].sort_values(["seed", "lam"])
-    return per_seed(
-        rows, lambda g: (g["weight_norm"].to_numpy()[1:] / g["weight_norm"].to_numpy()[:-1]).max()
-    )
+    norms = per_seed(table[table["start"] == start].sort_values(["seed", "lam"]), "weight_norm")
+    return (norms[:, 1:] / norms[:, :-1]).max(axis=1)
 
 
 def chosen_lambdas(lams) -> str:
@@ -417,7 +345,7 @@ def verdict(out_dir) -> Verdict:
     glorot, glorot_lams = log10_test_ratio(table, "glorot")
     glorot_at_zero = at_zero_and_chosen(table, "test_loss", "glorot")[0]
     zero_weights = table["test_loss_zero_weights"].to_numpy()
-    norm = "Norms and Weight Decay"
+    lecture = {"kind": LECTURE, "slide": SLIDE}
     return Verdict(
         CLAIM_ID,
         (
@@ -429,8 +357,7 @@ def verdict(out_dir) -> Verdict:
                 STEP_TOLERANCE,
                 f"exact: float32 step against float64 formula; "
                 f"{seed_agreement(keras_error <= STEP_TOLERANCE)}; {spread(keras_error)}",
-                kind=LECTURE,
-                slide=norm,
+                **lecture,
                 tolerance=STEP_ROUNDING,
             ),
             Rule(
@@ -449,8 +376,7 @@ def verdict(out_dir) -> Verdict:
                 norm_ratio(table, LECTURE_START),
                 "<",
                 1.0,
-                kind=LECTURE,
-                slide=norm,
+                **lecture,
             ),
             Rule.over_seeds(
                 "zero start, lambda = 0 overfits: train loss / test loss",
@@ -459,8 +385,7 @@ def verdict(out_dir) -> Verdict:
                 OVERFIT_RATIO,
                 f"test loss at lambda = 0 {spread(test_at_zero)}; "
                 f"w = 0 with the true bias: {spread(zero_weights)}",
-                kind=LECTURE,
-                slide=norm,
+                **lecture,
             ),
             Rule.over_seeds(
                 "zero start: log10(test loss at the validation-chosen lambda / test loss at "
@@ -469,8 +394,7 @@ def verdict(out_dir) -> Verdict:
                 "<",
                 LOWER_LOG10_RATIO,
                 f"chosen lambda {chosen_lambdas(lams)}; test loss there {spread(test_at_chosen)}",
-                kind=LECTURE,
-                slide=norm,
+                **lecture,
             ),
             Rule.over_seeds(
                 "Glorot start: log10(test loss at the validation-chosen lambda / test loss at "
