@@ -81,13 +81,29 @@ def classifier(model, learning_rate: float = 1e-3):
 # ------------------------------------------------------------------- the training path
 
 
-def fit(model, x, y, *, epochs: int, batch_size: int, seed: int, callbacks=(), evaluate=None):
-    """Train the compiled `model` on (x, y) for up to `epochs` epochs; one row per epoch.
+def fit(
+    model,
+    x,
+    y,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    callbacks=(),
+    evaluate=None,
+    epochs_per_call: int = 1,
+):
+    """Train the compiled `model` on (x, y) for up to `epochs` epochs; one row per call.
 
-    Each epoch's order is a permutation drawn from `seed`. After each epoch, `evaluate`
+    Each epoch's order is a permutation drawn from `seed`. After each call, `evaluate`
     (if given) returns more numbers for that epoch's row (e.g. `validation(...)`); the row
     is then handed to every Keras callback as its logs, and training stops when one of them
     sets `model.stop_training`, as EarlyStopping does.
+
+    One call takes one epoch, or `epochs_per_call` of them where nothing needs the model
+    in between: full-batch gradient descent takes one step per epoch, and a compiled call
+    per step would cost more than the step (a row then closes every `epochs_per_call`-th
+    epoch, and its loss is the mean over the call's steps).
     """
     step = compiled(model).epoch
     order = np.random.default_rng(seed)
@@ -96,8 +112,11 @@ def fit(model, x, y, *, epochs: int, batch_size: int, seed: int, callbacks=(), e
         callback.set_model(model)
         callback.on_train_begin()
     history = []
-    for epoch in range(epochs):
-        loss = step(*batched(x, y, batch_size, order))
+    for first in range(0, epochs, epochs_per_call):
+        count = min(epochs_per_call, epochs - first)
+        parts = [batched(x, y, batch_size, order) for _ in range(count)]
+        loss = step(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
+        epoch = first + count - 1
         logs = {"epoch": epoch + 1, "loss": float(loss)}
         logs |= evaluate(model) if evaluate else {}
         history.append(logs)

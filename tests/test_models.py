@@ -143,3 +143,13 @@ def test_nets_that_differ_only_in_dropout_rate_start_from_the_same_weights():
     with_dropout = mlp(12, 4, (16, 16), dropout_rate=0.5)
     for a, b in zip(weights(plain), weights(with_dropout), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_several_epochs_in_one_call_take_the_same_steps_as_one_call_each():
+    x, y = small_data(n=40)
+    one, several = net(0), net(0)
+    fit(one, x, y, epochs=6, batch_size=40, seed=2)
+    rows = fit(several, x, y, epochs=6, batch_size=40, seed=2, epochs_per_call=3)
+    assert [row["epoch"] for row in rows] == [3, 6]
+    for a, b in zip(weights(one), weights(several), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
