@@ -236,7 +236,8 @@ def one_step(model, setup: str, x, y, config: Config, seed: int) -> pd.DataFrame
 
 def sweep(model, train, validation, test, config: Config, seed: int):
     """`steps` full-batch steps of every head; the final table, and the loss curves (a
-    point every `record_every` steps, taken by `fit`'s `evaluate` after those epochs)."""
+    point every `record_every` steps: `fit` takes that many in one compiled call, then
+    its `evaluate` records the point)."""
     heads = pd.DataFrame(  # the (start, lambda) of each output column
         [(s, lam) for s in STARTS for lam in config.lambdas], columns=["start", "lam"]
     )
@@ -244,14 +245,22 @@ def sweep(model, train, validation, test, config: Config, seed: int):
 
     def record(model):
         step = int(model.optimizer.iterations)
-        if step % config.record_every == 0:
-            train_loss, _, test_loss = losses(model, train, validation, test)
-            points.append(heads.assign(step=step, train_loss=train_loss, test_loss=test_loss))
+        train_loss, _, test_loss = losses(model, train, validation, test)
+        points.append(heads.assign(step=step, train_loss=train_loss, test_loss=test_loss))
         return {}
 
     record(model)
     x, y = train
-    fit(model, x, y, epochs=config.steps, batch_size=len(x), seed=seed, evaluate=record)
+    fit(
+        model,
+        x,
+        y,
+        epochs=config.steps,
+        batch_size=len(x),
+        seed=seed,
+        evaluate=record,
+        epochs_per_call=config.record_every,  # a point of the curves after each call
+    )
     train_loss, validation_loss, test_loss = losses(model, train, validation, test)
     final = heads.assign(
         seed=seed,
