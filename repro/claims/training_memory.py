@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from repro import UsageError, allocator, backend
+from repro import allocator, backend
 from repro.backend import keras
 from repro.figures import figure, save_figure
 from repro.records import read_csv, write_csv
@@ -102,6 +102,7 @@ PROFILES = {
     "full": Config(),
 }
 SEEDS = {"quick": (0,), "full": tuple(range(5))}
+BACKENDS = ("tensorflow",)  # it reads TensorFlow's allocator; the runner refuses others
 TABLES = {
     "measurements.csv": (
         "seed",
@@ -221,10 +222,6 @@ def measure_cell(depth: int, batch_size: int, config: Config, seeds) -> list[dic
 
 
 def run(config: Config, seeds, out_dir):
-    if backend.name() != "tensorflow":
-        raise UsageError(
-            f"{CLAIM_ID} reads TensorFlow's allocator: run it with KERAS_BACKEND=tensorflow"
-        )
     tasks = [(d, b, config, list(seeds)) for d in config.depths for b in config.batch_sizes]
     cells = allocator.in_fresh_processes(measure_cell, tasks, CLAIM_ID)
     measurements = pd.DataFrame([row for rows in cells for row in rows])
