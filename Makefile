@@ -84,13 +84,20 @@ lint: $(BIN)/.installed ## ruff format check and lint
 	$(BIN)/ruff format --check repro tests
 	$(BIN)/ruff check repro tests
 
-# The whole suite on TensorFlow with its own kernels (oneDNN off, repro's default); then the
-# tests that guard results across machines again under the other kernel choice, oneDNN on,
-# which is what TensorFlow picks by itself on CPUs with AVX-512; then the training path and
-# one claim on Keras' JAX backend.
+# Three runs side by side, each printed whole when it ends: the whole suite on TensorFlow with
+# its own kernels (oneDNN off, repro's default); the tests that guard results across machines
+# again under the other kernel choice, oneDNN on, which is what TensorFlow picks by itself on
+# CPUs with AVX-512; and the training path and every claim's quick run on Keras' JAX backend.
+TEST_RUNS := test-tensorflow test-onednn test-jax
+.PHONY: $(TEST_RUNS)
 test: $(BIN)/.installed lint browser ## lint, then the tests (quick profiles), both kernels, JAX
+	$(MAKE) --no-print-directory --output-sync=target -j3 $(TEST_RUNS)
+
+test-tensorflow: $(BIN)/.installed
 	$(BIN)/pytest
+test-onednn: $(BIN)/.installed
 	TF_ENABLE_ONEDNN_OPTS=1 $(BIN)/pytest -m portability
+test-jax: $(BIN)/.installed
 	KERAS_BACKEND=jax $(BIN)/pytest -m backends
 
 # The report is checked in a real headless browser: Debian's Chromium, installed if missing.

@@ -1,6 +1,8 @@
 """Claim: training needs far more memory than prediction (results: results/training-memory/).
 
 TensorFlow only: the claim reads TensorFlow's own CPU allocator (`repro.allocator`).
+(Longer than most claim modules: it counts the bytes a step must keep, layer by layer, as
+well as measuring them.)
 
 Slide "Training Neural Networks". Backpropagation reuses the values the forward pass
 computed: a layer's weight gradient needs that layer's input, and passing the gradient
