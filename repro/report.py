@@ -166,6 +166,8 @@ def robustness(root: Path) -> list[str]:
     if not path.exists():
         return []
     frame = read_csv(path)
+    if not {"kind", "seed_set", "verdict", "outcome"} <= set(frame.columns):
+        return ["", "_robustness.csv predates the current rules: `make fresh-seeds` remakes it._"]
     rows = []
     for claim_id, runs in frame.groupby("claim", sort=False):
         cells = [claim_id]
