@@ -81,7 +81,7 @@ def table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
 
 
-def summary(root: Path, records: dict) -> list[str]:
+def summary(records: dict) -> list[str]:
     rows = []
     for claim, record in records.values():
         link = f"[{claim.CLAIM_ID}](#{claim.CLAIM_ID})"
@@ -133,7 +133,7 @@ def section(claim, record) -> list[str]:
     lines += [f"![{claim.CLAIM_ID}: {name}]({claim.CLAIM_ID}/{name})" for name in claim.FIGURES]
     verdict = record["verdict"]
     lines += ["", f"**Verdict: {verdict['verdict']}** ({verdict['reason']})"]
-    for kind in KINDS:
+    for kind in (LECTURE, CHECK, BEYOND):  # what decides, what must hold, what goes further
         rules = [r for r in verdict["rules"] if r["kind"] == kind]
         if not rules:
             continue
@@ -153,26 +153,42 @@ def section(claim, record) -> list[str]:
     return lines + ["", *provenance_line(claim, record["provenance"])]
 
 
-ROBUST_TEXT = (
-    "Every claim rerun by `make fresh-seeds` on as many seeds again, shifted by 1000: seeds "
-    "run only after the claim's design was frozen (each claim's notes say which seed sets "
-    "its design saw). `robustness.csv` holds every rule of both runs, with its kind."
-)
+TWO_RUNS = {  # table: (column, its two runs, heading, text, make target)
+    "robustness.csv": (
+        "seed_set",
+        {"default": "verdict seeds", "shifted": "seeds shifted by 1000"},
+        "Robustness: the same rules on seeds no design was decided on",
+        "Every claim rerun by `make fresh-seeds` on as many seeds again, shifted by 1000: "
+        "seeds run only after the claim's design was frozen (each claim's notes say which "
+        "seed sets its design saw). `robustness.csv` holds every rule of both runs.",
+        "fresh-seeds",
+    ),
+    "backends.csv": (
+        "backend",
+        {"tensorflow": "TensorFlow", "jax": "JAX"},
+        "Backends: the same rules on Keras' JAX backend",
+        "Every claim that is not about TensorFlow itself rerun by `make backends` on Keras' "
+        "JAX backend: other random streams and other kernels, the same seeds and code. "
+        "`backends.csv` holds every rule of both runs.",
+        "backends",
+    ),
+}
 
 
-def robustness(root: Path) -> list[str]:
-    """Per claim: the verdict on both seed sets and its lecture rules' outcomes."""
-    path = root / "robustness.csv"
+def two_runs(root: Path, name: str) -> list[str]:
+    """Per claim: the verdict in each of the table's two runs and its lecture rules passed."""
+    column, runs_shown, heading, text, target = TWO_RUNS[name]
+    path = root / name
     if not path.exists():
         return []
     frame = read_csv(path)
-    if not {"kind", "seed_set", "verdict", "outcome"} <= set(frame.columns):
-        return ["", "_robustness.csv predates the current rules: `make fresh-seeds` remakes it._"]
+    if not {"kind", column, "verdict", "outcome"} <= set(frame.columns):
+        return ["", f"_{name} predates the current rules: `make {target}` remakes it._"]
     rows = []
     for claim_id, runs in frame.groupby("claim", sort=False):
         cells = [claim_id]
-        for seed_set in ("default", "shifted"):
-            run = runs[runs["seed_set"] == seed_set]
+        for label in runs_shown:
+            run = runs[runs[column] == label]
             lecture = run[run["kind"] == LECTURE]
             passed = int((lecture["outcome"] == PASS).sum())
             cells.append(
@@ -180,9 +196,7 @@ def robustness(root: Path) -> list[str]:
                 f"lecture rules passed {passed}/{len(lecture)})"
             )
         rows.append(cells)
-    header = ["claim", "verdict seeds", "seeds shifted by 1000"]
-    heading = "## Robustness: the same rules on seeds no design was decided on"
-    return ["", heading, "", ROBUST_TEXT, "", *table(header, rows)]
+    return ["", f"## {heading}", "", text, "", *table(["claim", *runs_shown.values()], rows)]
 
 
 def markdown(root: Path) -> str:
@@ -195,8 +209,9 @@ def markdown(root: Path) -> str:
         "",
         HOW_TO_READ,
         "",
-        *summary(root, records),
-        *robustness(root),
+        *summary(records),
+        *two_runs(root, "robustness.csv"),
+        *two_runs(root, "backends.csv"),
     ]
     for claim, record in records.values():
         lines += section(claim, record)
