@@ -279,7 +279,8 @@ def jax_functions(model, per_example):
 
 def restart(model, build, seed: int):
     """`model` as `build()` would make it after seed_everything(seed), optimizer included,
-    keeping its compiled epoch: for claims that train one architecture many times.
+    keeping its compiled epoch: for claims that train one architecture many times. With
+    `model` None (the first run) it is that new model.
 
     `variables`, unlike the weights, include the state of every layer's random stream:
     without it a restarted model's dropout masks would depend on the runs before.
@@ -288,6 +289,9 @@ def restart(model, build, seed: int):
     reseed TensorFlow, which clears its kernel cache and makes the next compiled call cost
     a tenth of a second (a test checks that the restart equals a new model).
     """
+    if model is None:
+        backend.seed_everything(seed)
+        return build()
     random.seed(seed)
     np.random.seed(seed)
     new = build()

@@ -2,14 +2,12 @@
 lecture rule."""
 
 import dataclasses
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 from controls import assert_controls, measured_spread
 
-from repro.check import same_record
 from repro.claims import generalization_gap as claim
 from repro.records import read_csv, write_csv
 from repro.rules import BEYOND, CHECK, FAIL, LECTURE, NOT_REPRODUCED, PASS, REPRODUCED
@@ -52,12 +50,8 @@ def rules_of(verdict) -> dict:
     return {rule.name: rule for rule in verdict.rules}
 
 
-def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick_run):
+def test_the_quick_run_holds_what_the_claim_measures(quick_run):
     out_dir = quick_run(claim.CLAIM_ID)
-    for name in [*claim.TABLES, *claim.FIGURES]:
-        assert (out_dir / name).stat().st_size > 0, name
-    recorded = json.loads((out_dir / "verdict.json").read_text())
-    assert same_record(recorded, claim.verdict(out_dir).to_dict())
     table = read_csv(out_dir / "errors.csv")
     assert set(claim.TABLES["errors.csv"]) <= set(table.columns)
     assert sorted(table["train_size"].unique()) == list(claim.PROFILES["quick"].sizes)

@@ -1,8 +1,6 @@
 """mc-dropout: outputs, config, the disagreement measures, noisy controls for the lecture
 rule, the dropout-off control, and the check."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +8,6 @@ from controls import assert_controls, measured_spread
 from scipy import stats
 
 from repro.backend import keras, seed_everything
-from repro.check import same_record
 from repro.claims import mc_dropout as claim
 from repro.records import read_csv, write_csv
 from repro.rules import FAIL, NOT_REPRODUCED, PASS
@@ -27,12 +24,8 @@ def rule(verdict, name_start):
     return found
 
 
-def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick_run):
+def test_the_quick_run_holds_what_the_claim_measures(quick_run):
     out_dir = quick_run(claim.CLAIM_ID)
-    for name in [*claim.TABLES, *claim.FIGURES]:
-        assert (out_dir / name).stat().st_size > 0, name
-    recorded = json.loads((out_dir / "verdict.json").read_text())
-    assert same_record(recorded, claim.verdict(out_dir).to_dict())
     table = read_csv(out_dir / "predictions.csv")
     assert set(claim.TABLES["predictions.csv"]) <= set(table.columns)
     assert sorted(table["seed"].unique()) == list(claim.SEEDS["quick"])

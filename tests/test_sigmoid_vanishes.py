@@ -1,13 +1,10 @@
 """sigmoid-vanishes: outputs, config, broken variants that each lecture rule must fail."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from repro.backend import keras
-from repro.check import same_record
 from repro.claims import sigmoid_vanishes as claim
 from repro.records import read_csv, write_csv
 from repro.rules import FAIL, NOT_REPRODUCED, PASS
@@ -24,12 +21,8 @@ def rule(out_dir, name_start):
     return found, verdict.label
 
 
-def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick_run):
+def test_the_quick_run_holds_what_the_claim_measures(quick_run):
     out_dir = quick_run(claim.CLAIM_ID)
-    for name in [*claim.TABLES, *claim.FIGURES]:
-        assert (out_dir / name).stat().st_size > 0, name
-    recorded = json.loads((out_dir / "verdict.json").read_text())
-    assert same_record(recorded, claim.verdict(out_dir).to_dict())
     table = read_csv(out_dir / "gradients.csv")
     assert set(claim.TABLES["gradients.csv"]) <= set(table.columns)
     assert sorted(table["seed"].unique()) == list(claim.SEEDS["quick"])

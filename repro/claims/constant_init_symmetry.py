@@ -78,7 +78,6 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from repro import backend
 from repro.backend import keras
 from repro.data import digits
 from repro.figures import figure, save_figure, seed_band, seed_legend
@@ -219,11 +218,7 @@ def run(config: Config, seeds, out_dir):
     for case in CASES:
         make, model = partial(build, case, config, x.shape[1]), None
         for seed in progress(seeds, f"{CLAIM_ID}, {case}"):
-            if model is None:  # one compiled net per case, restarted for every seed
-                backend.seed_everything(seed)
-                model = make()
-            else:
-                model = restart(model, make, seed)
+            model = restart(model, make, seed)
             history = [{"epoch": 0, "loss": np.nan} | evaluate(model)]
             history += fit(
                 model,

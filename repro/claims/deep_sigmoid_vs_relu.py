@@ -214,11 +214,7 @@ def run(config: Config, seeds, out_dir):
         for seed in progress(seeds, f"{CLAIM_ID}, {arm}"):
             for i, rate in enumerate(config.learning_rates):
                 build = partial(net, config, x.shape[1], arm, rate)
-                if model is None:
-                    backend.seed_everything(seed)
-                    model = build()
-                else:
-                    model = restart(model, build, seed)
+                model = restart(model, build, seed)
                 if i == 0:  # every rate starts from the same weights: measure them once
                     signals += signal_rows(seed, arm, model, probe)
                 history = fit(

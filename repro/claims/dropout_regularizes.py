@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from repro.backend import keras, seed_everything
+from repro.backend import keras
 from repro.data import mnist1d
 from repro.figures import figure, save_figure
 from repro.models import accuracy, classifier, fit, restart, validation
@@ -173,11 +173,7 @@ def run(config: Config, seeds, out_dir):
             def build(rate=rate, seed=seed):
                 return network(config, x_pool.shape[1], rate, seed)
 
-            if model is None:
-                seed_everything(seed)
-                model = build()
-            else:
-                restart(model, build, seed)
+            model = restart(model, build, seed)
             stop = keras.callbacks.EarlyStopping(
                 "val_loss", patience=config.patience, restore_best_weights=True
             )

@@ -188,7 +188,6 @@ def run(config: Config, seeds, out_dir):
     x_pool, y_pool, x_test, y_test = digits()
     build = partial(network, config, x_pool.shape[1])
     net = build()
-    net.optimizer.build(net.trainable_variables)  # restart copies the optimizer's state
     stopping, full_curves = [], []
     for seed in progress(seeds, CLAIM_ID):
         rng = np.random.default_rng(seed)

@@ -153,7 +153,6 @@ def run(config: Config, seeds, out_dir):
     x, y, x_test, y_test = digits()
     build = partial(network, config, x.shape[1])
     model = build()
-    model.optimizer.build(model.trainable_variables)  # restart copies the optimizer's state
     rows = []
     for seed in progress(seeds, CLAIM_ID):
         order = np.random.default_rng(seed).permutation(len(y))

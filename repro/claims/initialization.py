@@ -75,7 +75,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from repro import backend
 from repro.backend import keras
 from repro.data import digits
 from repro.figures import figure, save_figure, seed_band, seed_legend
@@ -204,11 +203,7 @@ def run(config: Config, seeds, out_dir):
             for seed in progress(seeds, f"{CLAIM_ID}, {scheme}"):
                 for i, rate in enumerate(config.learning_rates):
                     build = partial(net, config, x.shape[1], scheme, rate)
-                    if model is None:
-                        backend.seed_everything(seed)
-                        model = build()
-                    else:
-                        model = restart(model, build, seed)
+                    model = restart(model, build, seed)
                     if i == 0:  # every rate starts from the seed's weights: measure once
                         growth = predicted_growth(model) if activation == "relu" else np.nan
                         scales += [

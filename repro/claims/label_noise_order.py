@@ -189,7 +189,6 @@ def run_dataset(config: Config, dataset: str, seeds):
     x_all, y_all, x_test, y_test = DATASETS[dataset]()
     build = partial(network, config, x_all.shape[1])
     model = build()
-    model.optimizer.build(model.trainable_variables)  # restart copies the optimizer's state
     curves, premise, noise_tables = [], [], []
     for seed in progress(seeds, f"{CLAIM_ID} {dataset}"):
         subset, noisy_labels, noisy = draw(config, dataset, seed)

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from repro.backend import keras, seed_everything
+from repro.backend import keras
 from repro.data import digits
 from repro.figures import figure, save_figure
 from repro.models import classifier, fit, predict, restart
@@ -186,11 +186,7 @@ def run(config: Config, seeds, out_dir):
         def build(input_dim=x_train.shape[1]):
             return dropout_mlp(config, input_dim)
 
-        if model is None:
-            seed_everything(seed)
-            model = build()
-        else:
-            restart(model, build, seed)
+        model = restart(model, build, seed)
         fit(
             model,
             x_train[known_train],

@@ -86,7 +86,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from repro.backend import seed_everything
 from repro.data import digits
 from repro.figures import figure, save_figure, seed_band, seed_legend
 from repro.models import classifier, fit, mlp, predict_labels, restart
@@ -206,11 +205,7 @@ def run(config: Config, seeds, out_dir):
         clean, randomized = order[:n], order[n:]
         labels = y.copy()
         labels[randomized] = rng.integers(0, 2, size=m)  # fair coins, independent of x
-        if model is None:
-            seed_everything(seed)
-            model = build()
-        else:
-            model = restart(model, build, seed)
+        model = restart(model, build, seed)
         history = fit(
             model,
             x,
