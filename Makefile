@@ -91,7 +91,7 @@ lint: $(BIN)/.installed ## ruff format check and lint
 TEST_RUNS := test-tensorflow test-onednn test-jax
 .PHONY: $(TEST_RUNS)
 test: $(BIN)/.installed lint browser ## lint, then the tests (quick profiles), both kernels, JAX
-	$(MAKE) --no-print-directory --output-sync=target -j3 $(TEST_RUNS)
+	$(MAKE) --no-print-directory --output-sync=target $(TEST_RUNS)
 
 test-tensorflow: $(BIN)/.installed
 	$(BIN)/pytest
