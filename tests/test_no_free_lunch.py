@@ -38,7 +38,7 @@ def rule(verdict, name):
     return found
 
 
-def test_quick_run_writes_its_outputs_and_the_verdict_recomputes(quick):
+def test_the_quick_run_holds_what_the_claim_measures(quick):
     accuracy = read_csv(quick / "accuracy.csv")
     assert set(claim.TABLES["accuracy.csv"]) <= set(accuracy.columns)
     assert len(accuracy) == len(claim.SEEDS["quick"]) * 2 * 2  # distributions x learners
