@@ -11,7 +11,7 @@ from pathlib import Path
 
 from repro import claims
 from repro.figures import twins
-from repro.records import identity, read_csv, write_text
+from repro.records import identity_digest, read_csv, write_text
 
 MANIFEST = "MANIFEST.sha256"
 TOP_LEVEL_FILES = (
@@ -231,8 +231,6 @@ def check_rule_table(root: Path, name: str, column: str, current: str, expected)
     compared as `make verify` compares another machine's results: the same verdicts and
     rule outcomes, each statistic within the two-sample acceptance region.
     """
-    import hashlib
-
     from repro.verify import compare_claim, table_rules
 
     path = root / name
@@ -263,8 +261,7 @@ def check_rule_table(root: Path, name: str, column: str, current: str, expected)
             continue
         rows = rows_now[rows_now["claim"] == claim_id]
         shown = {"verdict": rows["verdict"].iloc[0], "rules": table_rules(rows)}
-        machine = hashlib.sha256(identity(provenance).encode()).hexdigest()[:12]
-        if (rows["identity"] == machine).all():
+        if (rows["identity"] == identity_digest(provenance)).all():
             same = shown["verdict"] == verdict["verdict"] and same_record(
                 [[r["name"], r["measured"], r["outcome"]] for r in shown["rules"]],
                 [[r["name"], r["measured"], r["outcome"]] for r in verdict["rules"]],

@@ -2,7 +2,7 @@
 
 Every figure is saved twice, as a PNG for the report and as an SVG for slides, each with
 its title in the file's metadata. Bands over seeds have one meaning everywhere: the mean
-over seeds and its 95% Student-t interval (`seed_band`, `BAND`).
+over seeds and its 95% Student-t interval (`seed_band`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ plt.rcParams.update(
     }
 )
 
-BAND = "line: mean; band: 95% t-interval over seeds"
 FORMATS = ("png", "svg")
 
 

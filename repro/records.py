@@ -160,6 +160,11 @@ def identity(provenance: dict) -> str:
     return json.dumps([provenance.get("machine"), packages, numbers], sort_keys=True)
 
 
+def identity_digest(provenance: dict) -> str:
+    """A short name for a run's identity, for tables that hold runs of several machines."""
+    return hashlib.sha256(identity(provenance).encode()).hexdigest()[:12]
+
+
 def code_text(path: Path) -> bytes:
     """A module's code without its docstrings, comments and layout: what it computes.
 

@@ -16,11 +16,10 @@ from repro import UsageError, backend
 from repro.records import provenance, write_json
 from repro.rules import Verdict
 
-# Seeds have one job each. Development seeds are for pilots and design; a claim's verdict
-# seeds (its profile's SEEDS) are fixed before its full run; the verdict seeds shifted by
-# SHIFT are run only once a design is frozen, and never change it.
-DEVELOPMENT_SEEDS = range(100, 200)
-SHIFT = 1000
+# Seeds have one job each. Development seeds (100-199, --seeds) are for pilots and design;
+# a claim's verdict seeds (its profile's SEEDS) are fixed before its full run; the verdict
+# seeds shifted by 1000 (--seed-offset 1000) run only once a design is frozen, and never
+# change it.
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

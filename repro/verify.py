@@ -27,7 +27,7 @@ import pandas as pd
 
 from repro import UsageError, claims
 from repro.check import ABSOLUTE_TOLERANCE, RELATIVE_TOLERANCE
-from repro.records import identity
+from repro.records import identity, identity_digest
 from repro.rules import CONFIDENCE, t_quantile
 
 SAME_MACHINE = "bytes (same machine: CPU features, package versions and numerics settings)"
@@ -162,8 +162,6 @@ RULE_COLUMNS = (
 def rule_table(column: str, runs: dict[str, Path], claim_ids=None) -> pd.DataFrame:
     """One row per claim, rule and run: the statistic, its interval, its kind and the
     outcome, each run labelled in `column` (e.g. seed_set: default and shifted)."""
-    import hashlib
-
     from repro.report import seed_text
 
     rows = []
@@ -173,7 +171,7 @@ def rule_table(column: str, runs: dict[str, Path], claim_ids=None) -> pd.DataFra
             provenance = record(root, claim_id, "provenance.json")
             if verdict is None or provenance is None:
                 raise UsageError(f"{root}/{claim_id}/: no complete run of the claim")
-            machine = hashlib.sha256(identity(provenance).encode()).hexdigest()[:12]
+            machine = identity_digest(provenance)
             for rule in verdict["rules"]:
                 rows.append(
                     {

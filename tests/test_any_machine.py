@@ -209,7 +209,7 @@ def rule_record(values, threshold=0.0, kind="lecture", name="r"):
     return Verdict("c", (rule,)).to_dict()["rules"][0]
 
 
-def test_verify_across_machines_flags_a_statistic_far_outside_a_rerun(quick_results):
+def test_verify_across_machines_flags_a_statistic_far_outside_a_rerun():
     rng = np.random.default_rng(0)
     old = {"verdict": "REPRODUCED", "rules": [rule_record(rng.normal(1, 0.1, 10))]}
     near = {"verdict": "REPRODUCED", "rules": [rule_record(rng.normal(1, 0.1, 10))]}
